@@ -1,0 +1,3 @@
+"""rowstat: a generator of row-stationary DNN accelerators."""
+
+__version__ = "0.1.0"

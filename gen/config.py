@@ -1,0 +1,232 @@
+"""Architecture parameters of a generated accelerator, their presets and how they are loaded."""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides"]
+
+
+def _bits(n):
+    """Bits needed to hold the unsigned values 0..n."""
+    return max(1, int(n).bit_length())
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Parameters of one accelerator. Frozen and validated on construction.
+
+    Widths that follow from these (IDs, addresses, counters) are properties, not parameters.
+    """
+
+    #: PE array shape.
+    rows: int
+    cols: int
+    #: Signed data widths, in bits.
+    act_width: int
+    weight_width: int
+    psum_width: int
+    #: Spad depths, in words (per PE).
+    filter_spad_depth: int
+    ifmap_spad_depth: int
+    psum_spad_depth: int
+    #: Global buffer for ifmaps and psums: banks x depth words of glb_width bits, each bank
+    #: given wholly to ifmaps or to psums per layer.
+    glb_banks: int
+    glb_bank_depth: int
+    glb_width: int
+    #: Filter part of the global buffer (prefetches the next pass's filters), same bank shape.
+    glb_filter_banks: int
+    #: Bits per beat of the external data streams.
+    dram_width: int
+    #: Global input network bus widths per data type, in bits (several words per beat where
+    #: the width allows).
+    filter_bus_width: int
+    ifmap_bus_width: int
+    psum_bus_width: int
+
+    _LIMITS = {
+        "rows": (1, 32), "cols": (1, 32),
+        "act_width": (2, 16), "weight_width": (2, 16), "psum_width": (4, 48),
+        "filter_spad_depth": (1, 4096), "ifmap_spad_depth": (1, 256),
+        "psum_spad_depth": (1, 256),
+        "glb_banks": (1, 256), "glb_bank_depth": (2, 65536), "glb_width": (8, 1024),
+        "glb_filter_banks": (1, 64), "dram_width": (8, 1024),
+        "filter_bus_width": (2, 1024), "ifmap_bus_width": (2, 1024),
+        "psum_bus_width": (4, 1024),
+    }
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi = self._LIMITS[f.name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f.name, value, f"an integer from {lo} to {hi}")
+            if not lo <= value <= hi:
+                raise ConfigError(f.name, value, f"an integer from {lo} to {hi}")
+        if self.psum_width < self.product_width:
+            raise ConfigError(
+                "psum_width", self.psum_width,
+                f"at least act_width + weight_width = {self.product_width}, "
+                f"so a product fits in a psum")
+        for name, word in (("glb_width", max(self.act_width, self.weight_width)),
+                           ("dram_width", self.psum_width)):
+            value = getattr(self, name)
+            if value % 8 or value < word:
+                raise ConfigError(name, value,
+                                  f"a multiple of 8 of at least {word} bits (one word)")
+        for name, word in (("filter_bus_width", self.weight_width),
+                           ("ifmap_bus_width", self.act_width),
+                           ("psum_bus_width", self.psum_width)):
+            value = getattr(self, name)
+            if value < word or value % word:
+                raise ConfigError(name, value, f"a positive multiple of the {word}-bit word")
+
+    # --- derived widths -------------------------------------------------------------------
+    @property
+    def product_width(self):
+        return self.act_width + self.weight_width
+
+    @property
+    def pes(self):
+        return self.rows * self.cols
+
+    @property
+    def row_id_width(self):
+        """Bits of a multicast row tag/ID (one X-bus per PE row; copies of a set need distinct IDs)."""
+        return _bits(self.rows - 1)
+
+    @property
+    def col_id_width(self):
+        """Bits of a filter/psum col tag/ID."""
+        return _bits(self.cols - 1)
+
+    @property
+    def ifmap_col_id_width(self):
+        """Bits of an ifmap col tag/ID: ifmap rows in view of one set go up to rows + cols - 1
+        at stride 1 and further at larger strides, hence wider than the filter one."""
+        return _bits(4 * (self.cols - 1) + self.rows - 1)
+
+    @property
+    def filter_addr_width(self):
+        return _bits(self.filter_spad_depth - 1)
+
+    @property
+    def ifmap_addr_width(self):
+        return _bits(self.ifmap_spad_depth - 1)
+
+    @property
+    def psum_addr_width(self):
+        return _bits(self.psum_spad_depth - 1)
+
+    @property
+    def glb_addr_width(self):
+        return _bits(self.glb_bank_depth - 1)
+
+    @property
+    def glb_bytes(self):
+        return (self.glb_banks + self.glb_filter_banks) * self.glb_bank_depth * self.glb_width // 8
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def key(self):
+        """A short stable hash of the parameters, for build caches."""
+        import hashlib
+        import json
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+PRESETS = {
+    # The Eyeriss v1 chip (JSSC 2017): 12 x 14 PEs, 16-bit data, 108 KiB GLB = 25 banks of
+    # 512 x 64 bits for ifmaps and psums (100 KiB) + 2 such banks for filters (8 KiB).
+    "eyeriss": ArchConfig(
+        rows=12, cols=14, act_width=16, weight_width=16, psum_width=32,
+        filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,
+        glb_banks=25, glb_bank_depth=512, glb_width=64, glb_filter_banks=2,
+        dram_width=64, filter_bus_width=64, ifmap_bus_width=16, psum_bus_width=64),
+    # Small enough for fast tests: 3 x 4 PEs, 8-bit data.
+    "tiny": ArchConfig(
+        rows=3, cols=4, act_width=8, weight_width=8, psum_width=24,
+        filter_spad_depth=32, ifmap_spad_depth=8, psum_spad_depth=8,
+        glb_banks=4, glb_bank_depth=256, glb_width=32, glb_filter_banks=1,
+        dram_width=32, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
+}
+
+PRESET_NOTES = {
+    "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
+    "tiny": "3x4 PEs, 8-bit: for fast tests",
+}
+
+
+def _coerce(key, text):
+    """An integer from ``text``: decimal (leading zeros allowed, so ``08`` is 8) or with a
+    ``0x``/``0o``/``0b`` prefix."""
+    for base in (10, 0):
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
+    lo, hi = ArchConfig._LIMITS[key]
+    raise ConfigError(key, text, f"an integer from {lo} to {hi}")
+
+
+def parse_overrides(items):
+    """Turn ``["rows=4", "cols=5"]`` into a dict of integers, validating the keys.
+
+    A single string is taken as one item (not iterated character by character).
+    """
+    names = {f.name for f in fields(ArchConfig)}
+    if isinstance(items, str):
+        items = [items]
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError("--set", item, "key=value")
+        if key not in names:
+            raise ConfigError(key, value, f"a known key ({', '.join(sorted(names))})",
+                              what="unknown key")
+        out[key] = _coerce(key, value.strip())
+    return out
+
+
+def load_arch(preset=None, config=None, overrides=()):
+    """Build an ArchConfig: a preset (default ``eyeriss``), then a TOML file's keys, then
+    ``key=value`` overrides, each applied over the last."""
+    if preset is None:
+        preset = "eyeriss"
+    if preset not in PRESETS:
+        raise ConfigError("preset", preset, f"one of {', '.join(PRESETS)}")
+    values = PRESETS[preset].to_dict()
+    names = set(values)
+    if config is not None:
+        path = Path(config)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("--config", str(path), "an existing TOML file",
+                              what="missing file") from None
+        except OSError as exc:  # a directory, no permission, ...
+            raise ConfigError("--config", str(path),
+                              f"a readable TOML file ({exc.strerror or exc})",
+                              what="unreadable file") from None
+        except UnicodeDecodeError:
+            raise ConfigError("--config", str(path), "a UTF-8 TOML file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
+        for key, value in data.items():
+            if key not in names:
+                raise ConfigError(key, value, f"a known key ({', '.join(sorted(names))})",
+                                  what="unknown key")
+            values[key] = value
+    values.update(parse_overrides(overrides))
+    return ArchConfig(**values)

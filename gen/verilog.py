@@ -1,0 +1,91 @@
+"""Verilog generation: one registry of tops, reproducible output, and a JSON description."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+
+from .. import __version__
+from .errors import RowstatError
+
+__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic"]
+
+#: Top-level components a user can generate. Later work fills in the ones still missing.
+TOPS = ("pe", "array", "accelerator")
+
+
+def make_top(arch, top):
+    """Instantiate the Amaranth component for ``top``."""
+    if top == "pe":
+        from ..hw.pe import PE
+        return PE(arch)
+    if top == "array":
+        try:
+            from ..hw.array import PEArray
+        except ImportError:
+            raise RowstatError("--top array is not there yet: the PE array and NoC are open "
+                               "work; available now: pe") from None
+        return PEArray(arch)
+    if top == "accelerator":
+        try:
+            from ..hw.accelerator import Accelerator
+        except ImportError:
+            raise RowstatError("--top accelerator is not there yet: the global buffer and "
+                               "controller are open work; available now: pe") from None
+        return Accelerator(arch)
+    raise RowstatError(f"bad value for --top: {top!r}; allowed: {', '.join(TOPS)}")
+
+
+def port_list(component):
+    """Flattened ports of a component as they appear in the Verilog: name, direction, width."""
+    ports = []
+    for path, member, value in component.signature.flatten(component):
+        name = "__".join(str(p) for p in path)
+        ports.append({"name": name, "direction": "input" if member.flow == wiring.In else "output",
+                      "width": Value.cast(value).shape().width})
+    return [{"name": "clk", "direction": "input", "width": 1},
+            {"name": "rst", "direction": "input", "width": 1}] + ports
+
+
+def generate(arch, top="pe", name=None):
+    """Return (verilog_text, description) for ``top`` built from ``arch``.
+
+    The same inputs give the same bytes: no source locations, no timestamps.
+    """
+    component = make_top(arch, top)
+    name = name or f"rowstat_{top}"
+    text = verilog.convert(component, name=name, emit_src=False)
+    description = dict(arch.to_dict())
+    description.update({
+        "top": top,
+        "module": name,
+        "rowstat_version": __version__,
+        "ports": port_list(component),
+    })
+    return text, description
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` via a temporary file and a rename, so a failed run never
+    leaves a half-written file behind. Returns True if the content changed."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_json(path, obj):
+    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,356 @@
+"""The row-stationary processing element (PE).
+
+One PE runs the 1-D convolution primitive of the RS dataflow: it holds p filter rows of q
+channels (p*q*S weights) in its filter spad, slides a window of q ifmap rows through its ifmap
+spad, and accumulates p psums per output column in its psum spad.
+
+Step order within one output column f (s outermost, k innermost)::
+
+    for s in range(S):            # filter column
+        for c in range(q):        # channel
+            x = ifmap[c][U*f + s] # one ifmap spad read ...
+            for k in range(p):    # ... reused by p weights: psum[k] += x * w[k][c][s]
+
+so the filter spad address is simply the step index within the column, and each ifmap word
+is read once per column and reused p times. One step issues per cycle; the MAC is a
+three-stage pipeline (spad read, multiply, accumulate).
+
+Data orders on the ports:
+
+* ``filt``: the p*q*S weights of the pass, in step order: ``w[k][c][s]`` at
+  ``(s*q + c)*p + k``. Steps may start as soon as their weight has arrived.
+* ``ifmap``: ``n_rows`` ifmap rows of ``U*(F-1) + S`` positions each, position-major:
+  word ``x*q + c`` of a row is channel c at position x.
+* ``psum_in`` / ``psum_out``: for each row, for each column f, the p psums k = 0..p-1.
+
+Timing is independent of the data: a zero ifmap word skips the filter spad read and the p
+multiplies (the power saving of zero gating) but keeps its cycles, so the cycle count of a
+pass is a function of its shape alone, which is what lets the analytical model match the RTL
+exactly. Skipped MACs are counted.
+
+The window is a circular buffer with a low-water mark: a position is freed as soon as the
+last column that needs it has finished with it, so the next positions stream in while the
+MACs run and the MAC stays busy every cycle in steady state (given q*S <= spad depth and an
+ifmap supply of U*q words per p*q*S cycles).
+
+Finished psums leave through a FIFO as deep as the psum spad (the "second psum bank"): the
+next column's MACs start while the last column's psums wait for the input psums from below,
+are added to them and sent up.
+"""
+
+from amaranth import *
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PE", "pe_config_layout", "PE_F_WIDTH", "PE_U_WIDTH", "PE_ROWS_WIDTH"]
+
+#: Widths of the per-pass counts in the PE configuration.
+PE_F_WIDTH = 12     # ofmap row width F, up to 4095
+PE_U_WIDTH = 4      # horizontal stride U, up to 15
+PE_ROWS_WIDTH = 16  # 1-D convolutions (ifmap rows) per pass
+
+
+def _bits(n):
+    return max(1, int(n).bit_length())
+
+
+def pe_config_layout(arch):
+    """The per-pass configuration of one PE (all counts are actual values, not minus one)."""
+    return data.StructLayout({
+        "p": _bits(arch.psum_spad_depth),      # filters per PE, 1..psum_spad_depth
+        "q": _bits(arch.ifmap_spad_depth),     # channels per PE, q*S <= ifmap_spad_depth
+        "S": _bits(arch.ifmap_spad_depth),     # filter width
+        "F": PE_F_WIDTH,                       # output columns per row
+        "U": PE_U_WIDTH,                       # horizontal stride
+        "n_rows": PE_ROWS_WIDTH,               # rows (1-D convolutions) in this pass
+        "psum_in_en": 1,                       # add the psum_in stream to the outputs
+    })
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    SETUP = 1
+    RUN = 2
+    DRAIN = 3
+
+
+class PE(wiring.Component):
+    """Row-stationary PE.
+
+    Parameters
+    ----------
+    arch : ArchConfig
+        Widths and spad depths come from here.
+    count_width : int
+        Width of the MAC and skipped-MAC counters.
+
+    Attributes
+    ----------
+    cfg : In(pe_config_layout(arch))
+        Pass configuration, latched on ``start``.
+    start : In(1)
+        Begin a pass with ``cfg``. Only accepted while ``busy`` is low.
+    busy : Out(1)
+        A pass is running (high from the cycle after ``start`` until its last psum has left).
+    filt, ifmap, psum_in : In(stream)
+        Weights, ifmap words and input psums (orders in the module docstring).
+    psum_out : Out(stream)
+        Output psums: the PE's own sums plus, if ``psum_in_en``, the input psums.
+    mac, skip, stall : Out(1)
+        Per-cycle strobes: a MAC issued, a MAC skipped by zero gating, a running PE that
+        could not issue (waiting for data or for room to put its psums).
+    macs, skipped : Out(count_width)
+        MACs done and skipped since the last ``start``.
+    """
+
+    def __init__(self, arch, *, count_width=32):
+        self._arch = arch
+        self._count_width = count_width
+        super().__init__({
+            "cfg": In(pe_config_layout(arch)),
+            "start": In(1),
+            "busy": Out(1),
+            "filt": In(stream.Signature(signed(arch.weight_width))),
+            "ifmap": In(stream.Signature(signed(arch.act_width))),
+            "psum_in": In(stream.Signature(signed(arch.psum_width))),
+            "psum_out": Out(stream.Signature(signed(arch.psum_width))),
+            "mac": Out(1),
+            "skip": Out(1),
+            "stall": Out(1),
+            "macs": Out(count_width),
+            "skipped": Out(count_width),
+        })
+
+    @property
+    def arch(self):
+        return self._arch
+
+    def elaborate(self, platform):
+        arch = self._arch
+        m = Module()
+        ID = arch.ifmap_spad_depth
+        PD = arch.psum_spad_depth
+        slot_w = _bits(ID - 1)
+
+        # --- spads -------------------------------------------------------------------------
+        m.submodules.filter_spad = filter_spad = Memory(
+            shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[])
+        m.submodules.ifmap_spad = ifmap_spad = Memory(
+            shape=signed(arch.act_width), depth=ID, init=[])
+        m.submodules.psum_spad = psum_spad = Memory(
+            shape=signed(arch.psum_width), depth=PD, init=[])
+        f_wr = filter_spad.write_port()
+        f_rd = filter_spad.read_port(domain="sync")
+        i_wr = ifmap_spad.write_port()
+        i_rd = ifmap_spad.read_port(domain="comb")   # a few words: LUT RAM, read in the issue cycle
+        p_wr = psum_spad.write_port()
+        p_rd = psum_spad.read_port(domain="comb")    # read-modify-write in the accumulate stage
+
+        m.submodules.done = done = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=PD)
+        m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=2)
+
+        # --- latched pass configuration and derived per-pass constants -----------------------
+        cfg = Signal(pe_config_layout(arch))
+        state = Signal(_State)
+        pqS = Signal(len(cfg.p) + len(cfg.q) + len(cfg.S))
+        row_words = Signal(PE_U_WIDTH + PE_F_WIDTH + 2 * len(cfg.q))
+        tail = Signal(range(ID * 2**PE_U_WIDTH + 1))       # q*(U-S) words never read, U > S
+        tail_mod = Signal(range(ID * 2**PE_U_WIDTH + 1))   # the same modulo the spad depth
+        S_gt = Signal()                                    # U > S
+
+        # --- ifmap window bookkeeping ---------------------------------------------------------
+        occ = Signal(signed(_bits(ID * 2**PE_U_WIDTH) + 2))  # words written - words released
+        wr_slot = Signal(slot_w)
+        lwm_slot = Signal(slot_w)                            # slot of the oldest unreleased word
+        rd_off = Signal(range(ID + 1))                       # read word, relative to lwm
+        wr_pos = Signal.like(row_words)                      # words written in the current row
+        wr_rows = Signal(PE_ROWS_WIDTH)                      # rows completely written
+        filt_cnt = Signal(range(arch.filter_spad_depth + 1))
+
+        # --- issue counters -------------------------------------------------------------------
+        k = Signal(range(PD + 1))
+        c = Signal(range(ID + 1))
+        s = Signal(range(ID + 1))
+        f = Signal(PE_F_WIDTH)
+        row = Signal(PE_ROWS_WIDTH)
+        step = Signal(range(arch.filter_spad_depth + 1))     # = filter spad address
+        issue_done = Signal()
+
+        def wrap_add(a, b):
+            """(a + b) mod ID for a < ID, b < ID."""
+            total = a + b
+            return Mux(total >= ID, total - ID, total)
+
+        m.d.comb += self.busy.eq(state != _State.IDLE)
+
+        # --- configuration and setup ----------------------------------------------------------
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                with m.If(self.start):
+                    m.d.sync += [
+                        cfg.eq(self.cfg), state.eq(_State.SETUP),
+                        occ.eq(0), wr_slot.eq(0), lwm_slot.eq(0), rd_off.eq(0),
+                        wr_pos.eq(0), wr_rows.eq(0), filt_cnt.eq(0),
+                        k.eq(0), c.eq(0), s.eq(0), f.eq(0), row.eq(0), step.eq(0),
+                        issue_done.eq(self.cfg.n_rows == 0),
+                        self.macs.eq(0), self.skipped.eq(0),
+                        tail_mod.eq(Mux(self.cfg.U > self.cfg.S,
+                                        self.cfg.q * (self.cfg.U - self.cfg.S), 0)),
+                    ]
+            with m.Case(_State.SETUP):
+                # Products are registered here once per pass; tail mod ID by repeated subtraction
+                # (at most 2**PE_U_WIDTH cycles) keeps dividers out of the design.
+                m.d.sync += [
+                    pqS.eq(cfg.p * cfg.q * cfg.S),
+                    row_words.eq((cfg.U * (cfg.F - 1) + cfg.S) * cfg.q),
+                    tail.eq(Mux(cfg.U > cfg.S, cfg.q * (cfg.U - cfg.S), 0)),
+                    S_gt.eq(cfg.U > cfg.S),
+                ]
+                with m.If(tail_mod >= ID):
+                    m.d.sync += tail_mod.eq(tail_mod - ID)
+                with m.Else():
+                    m.d.sync += state.eq(_State.RUN)
+
+        running = state == _State.RUN
+
+        # --- filter load ----------------------------------------------------------------------
+        m.d.comb += [
+            self.filt.ready.eq(running & (filt_cnt < pqS)),
+            f_wr.addr.eq(filt_cnt),
+            f_wr.data.eq(self.filt.payload),
+            f_wr.en.eq(self.filt.valid & self.filt.ready),
+        ]
+        with m.If(f_wr.en):
+            m.d.sync += filt_cnt.eq(filt_cnt + 1)
+
+        # --- ifmap write side -----------------------------------------------------------------
+        wr_fire = Signal()
+        m.d.comb += [
+            self.ifmap.ready.eq(running & (occ < ID) & (wr_rows < cfg.n_rows)),
+            wr_fire.eq(self.ifmap.valid & self.ifmap.ready),
+            i_wr.addr.eq(wr_slot),
+            i_wr.data.eq(self.ifmap.payload),
+            i_wr.en.eq(wr_fire),
+        ]
+        with m.If(wr_fire):
+            m.d.sync += wr_slot.eq(Mux(wr_slot == ID - 1, 0, wr_slot + 1))
+            with m.If(wr_pos == row_words - 1):
+                m.d.sync += [wr_pos.eq(0), wr_rows.eq(wr_rows + 1)]
+            with m.Else():
+                m.d.sync += wr_pos.eq(wr_pos + 1)
+
+        # --- issue stage (stage 0) ------------------------------------------------------------
+        last_k = k == cfg.p - 1
+        last_c = c == cfg.q - 1
+        last_s = s == cfg.S - 1
+        last_f = f == cfg.F - 1
+        first = (s == 0) & (c == 0)
+        last = last_s & last_c
+
+        # pipeline registers
+        v1 = Signal(); k1 = Signal.like(k); first1 = Signal(); last1 = Signal(); zero1 = Signal()
+        x1 = Signal(signed(arch.act_width))
+        v2 = Signal(); k2 = Signal.like(k); first2 = Signal(); last2 = Signal()
+        prod2 = Signal(signed(arch.product_width))
+
+        inflight_last = (v1 & last1) + (v2 & last2)
+        room = (done.level + inflight_last) < PD
+        have_filter = step < filt_cnt
+        have_ifmap = rd_off < occ
+        issue = Signal()
+        m.d.comb += issue.eq(running & ~issue_done & have_filter & have_ifmap & (~last | room))
+
+        m.d.comb += i_rd.addr.eq(wrap_add(lwm_slot, rd_off))
+        x = i_rd.data
+        zero = x == 0
+        m.d.comb += [
+            f_rd.addr.eq(step),
+            f_rd.en.eq(issue & ~zero),
+            self.mac.eq(issue & ~zero),
+            self.skip.eq(issue & zero),
+            self.stall.eq(running & ~issue_done & ~issue),
+        ]
+        with m.If(self.mac):
+            m.d.sync += self.macs.eq(self.macs + 1)
+        with m.If(self.skip):
+            m.d.sync += self.skipped.eq(self.skipped + 1)
+
+        # Window release: a position is freed when the last column that needs it is done with
+        # it (columns < F-1 free their first U positions, the last column all S of them).
+        group_done = issue & last_k                      # one (s, c) word finished
+        pos_release = group_done & last_c & ((s < cfg.U) | last_f)
+        col_done = group_done & last
+        tail_release = col_done & ~last_f & S_gt
+        release = Mux(pos_release, cfg.q, 0) + Mux(tail_release, tail, 0)
+        slot1 = Mux(pos_release, wrap_add(lwm_slot, cfg.q), lwm_slot)
+        with m.If(running):
+            m.d.sync += [
+                occ.eq(occ + wr_fire - release),
+                lwm_slot.eq(Mux(tail_release, wrap_add(slot1, tail_mod), slot1)),
+            ]
+
+        with m.If(issue):
+            m.d.sync += [v1.eq(1), k1.eq(k), first1.eq(first), last1.eq(last), zero1.eq(zero),
+                         x1.eq(x)]
+            with m.If(last_k):
+                m.d.sync += k.eq(0)
+                with m.If(col_done):
+                    m.d.sync += [rd_off.eq(0), step.eq(0), c.eq(0), s.eq(0)]
+                    with m.If(last_f):
+                        m.d.sync += f.eq(0), row.eq(row + 1)
+                        with m.If(row == cfg.n_rows - 1):
+                            m.d.sync += issue_done.eq(1)
+                    with m.Else():
+                        m.d.sync += f.eq(f + 1)
+                with m.Else():
+                    m.d.sync += [
+                        rd_off.eq(rd_off + 1 - Mux(pos_release, cfg.q, 0)),
+                        step.eq(step + 1),
+                    ]
+                    with m.If(last_c):
+                        m.d.sync += [c.eq(0), s.eq(s + 1)]
+                    with m.Else():
+                        m.d.sync += c.eq(c + 1)
+            with m.Else():
+                m.d.sync += [k.eq(k + 1), step.eq(step + 1)]
+        with m.Else():
+            m.d.sync += v1.eq(0)
+
+        # --- multiply stage (stage 1): the filter spad word arrives now ----------------------
+        m.d.sync += [v2.eq(v1), k2.eq(k1), first2.eq(first1), last2.eq(last1),
+                     prod2.eq(Mux(zero1, 0, x1 * f_rd.data))]
+
+        # --- accumulate stage (stage 2) --------------------------------------------------------
+        acc = Signal(signed(arch.psum_width))
+        m.d.comb += [
+            p_rd.addr.eq(k2),
+            acc.eq(Mux(first2, 0, p_rd.data) + prod2),
+            p_wr.addr.eq(k2),
+            p_wr.data.eq(acc),
+            p_wr.en.eq(v2 & ~last2),
+            done.w_data.eq(acc),
+            done.w_en.eq(v2 & last2),
+        ]
+
+        # --- output: own psums + input psums -> psum_out -----------------------------------
+        add_fire = Signal()
+        m.d.comb += [
+            add_fire.eq(done.r_rdy & (self.psum_in.valid | ~cfg.psum_in_en) & outq.w_rdy),
+            done.r_en.eq(add_fire),
+            self.psum_in.ready.eq(add_fire & cfg.psum_in_en),
+            outq.w_en.eq(add_fire),
+            outq.w_data.eq(done.r_data.as_signed() +
+                           Mux(cfg.psum_in_en, self.psum_in.payload, 0)),
+            self.psum_out.valid.eq(outq.r_rdy),
+            self.psum_out.payload.eq(outq.r_data),
+            outq.r_en.eq(self.psum_out.ready),
+        ]
+
+        # --- end of pass ------------------------------------------------------------------------
+        with m.If(running & issue_done):
+            m.d.sync += state.eq(_State.DRAIN)
+        with m.If((state == _State.DRAIN) & ~v1 & ~v2 & (done.level == 0) & (outq.level == 0)):
+            m.d.sync += state.eq(_State.IDLE)
+
+        return m
