@@ -1,0 +1,162 @@
+"""Build generated Verilog once per (simulator, configuration) and run cocotb benches on it.
+
+Builds live in a cache folder (``$ROWSTAT_CACHE``, default ``~/.cache/rowstat``), one folder
+per (simulator, top, configuration), keyed by a hash of the configuration. The Verilog is
+regenerated each time (it is fast) but rewritten only when its bytes change, and the
+simulator build runs only when the Verilog or the build flags changed. A file lock lets
+parallel test workers share one build.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..gen.errors import RowstatError, ToolError
+from ..gen.verilog import generate, write_atomic
+from .toolchain import setup_simulator
+
+__all__ = ["Build", "build", "run_bench", "check_pe", "cache_root", "VERILATOR_WAIVERS"]
+
+#: Lint warnings that Yosys-generated Verilog trips in Verilator: waived here, and only here.
+VERILATOR_WAIVERS = [
+    "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
+    "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL", "-Wno-UNDRIVEN", "-Wno-PINCONNECTEMPTY",
+    "-Wno-DECLFILENAME", "-Wno-MULTIDRIVEN", "-Wno-LATCH", "-Wno-SELRANGE",
+]
+VERILATOR_ARGS = VERILATOR_WAIVERS + ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+ICARUS_TIMESCALE = ("1ns", "1ps")  # Amaranth emits no `timescale
+
+
+def cache_root():
+    return Path(os.environ.get("ROWSTAT_CACHE", Path.home() / ".cache" / "rowstat"))
+
+
+@dataclass
+class Build:
+    """A built simulation model of one top."""
+
+    sim: str
+    top: str
+    module: str
+    build_dir: Path
+    description: dict
+    build_seconds: float    # 0.0 when the cached build was reused
+    verilog_seconds: float
+
+
+def _say(progress, text):
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def build(arch, top="pe", sim=None, waves=False, progress=True):
+    """Generate and build ``top`` for ``arch``; reuse the cached build when nothing changed."""
+    sim = setup_simulator(sim)
+    from cocotb_tools.runner import get_runner
+
+    t0 = time.monotonic()
+    text, description = generate(arch, top)
+    verilog_seconds = time.monotonic() - t0
+    module = description["module"]
+    tag = f"{sim}-{top}-{arch.key()}" + ("-waves" if waves else "")
+    build_dir = cache_root() / tag
+    build_dir.mkdir(parents=True, exist_ok=True)
+    flags = VERILATOR_ARGS if sim == "verilator" else []
+    stamp_text = hashlib.sha256(
+        (text + json.dumps([flags, waves, module])).encode()).hexdigest()
+    stamp = build_dir / "build.stamp"
+    source = build_dir / f"{module}.v"
+    build_seconds = 0.0
+    with FileLock(str(build_dir / ".lock")):
+        write_atomic(source, text)
+        write_atomic(build_dir / f"{module}.json", json.dumps(description, indent=2) + "\n")
+        binary = build_dir / (module if sim == "verilator" else "sim.vvp")
+        if not (stamp.exists() and stamp.read_text() == stamp_text and binary.exists()):
+            _say(progress, f"building {top} for {sim} in {build_dir} ...")
+            t1 = time.monotonic()
+            runner = get_runner(sim)
+            log = build_dir / "build.log"
+            try:
+                runner.build(
+                    sources=[source], hdl_toplevel=module, build_dir=build_dir,
+                    build_args=flags, waves=waves, log_file=log,
+                    timescale=ICARUS_TIMESCALE if sim == "icarus" else None)
+            except (RuntimeError, SystemExit) as exc:
+                tail = "".join(log.read_text(errors="replace").splitlines(True)[-15:]) \
+                    if log.exists() else ""
+                raise ToolError(f"{sim} build of {top} failed ({exc}); log: {log}\n{tail}") \
+                    from None
+            build_seconds = time.monotonic() - t1
+            stamp.write_text(stamp_text)
+            _say(progress, f"built in {build_seconds:.1f} s")
+    return Build(sim, top, module, build_dir, description, build_seconds, verilog_seconds)
+
+
+def run_bench(built, bench_module, args, testcase=None, waves=None, progress=True):
+    """Run a cocotb bench module on a build.
+
+    ``args`` is handed to the bench as JSON (``ROWSTAT_BENCH_ARGS`` names the file); the bench
+    writes its report as JSON to ``ROWSTAT_BENCH_REPORT``. Returns the report (a dict).
+    Raises RowstatError when the bench failed, with the end of its log.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    setup_simulator(built.sim)
+    runner = get_runner(built.sim)
+    with tempfile.TemporaryDirectory(prefix="rowstat-run-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "args.json").write_text(json.dumps(args))
+        report_path = tmp / "report.json"
+        log = tmp / "sim.log"
+        env = {"ROWSTAT_BENCH_ARGS": str(tmp / "args.json"),
+               "ROWSTAT_BENCH_REPORT": str(report_path)}
+        t0 = time.monotonic()
+        try:
+            results = runner.test(
+                test_module=bench_module, hdl_toplevel=built.module, testcase=testcase,
+                hdl_toplevel_lang="verilog",
+                build_dir=built.build_dir, test_dir=tmp, results_xml=str(tmp / "results.xml"),
+                extra_env=env, log_file=log, waves=bool(waves),
+                timescale=ICARUS_TIMESCALE if built.sim == "icarus" else None)
+            tests, failed = get_results(results)
+        except (RuntimeError, SystemExit) as exc:
+            tests, failed = 0, 1
+            results = exc
+        seconds = time.monotonic() - t0
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        if waves:
+            for name in ("dump.vcd", "dump.fst"):
+                if (tmp / name).exists():
+                    Path(waves).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp / name, waves)
+                    report["waves"] = str(waves)
+        if failed or not tests:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            lines = [ln for ln in text.splitlines() if "Error" in ln or "FAIL" in ln
+                     or "assert" in ln.lower()][-12:]
+            raise RowstatError(f"simulation of {built.top} failed ({failed} of {tests} tests): "
+                               + ("\n".join(lines) or str(results)))
+        report["sim_seconds"] = seconds
+        return report
+
+
+def check_pe(arch, cases=50, seed=0, idle=0.2, stall=0.2, sim=None, waves=None,
+             max_F=12, max_rows=3, progress=True):
+    """Build the PE for ``arch`` and run ``cases`` random passes on it against the golden
+    model. Returns the bench's report with the build times added."""
+    built = build(arch, "pe", sim, waves=bool(waves), progress=progress)
+    report = run_bench(built, "rowstat.sim.pe_bench",
+                       {"arch": arch.to_dict(), "seed": seed, "cases": cases, "idle": idle,
+                        "stall": stall, "max_F": max_F, "max_rows": max_rows},
+                       waves=waves, progress=progress)
+    report.update(build_seconds=built.build_seconds, verilog_seconds=built.verilog_seconds,
+                  build_dir=str(built.build_dir), sim=built.sim)
+    return report
