@@ -82,8 +82,8 @@ class ArchConfig:
                            ("ifmap_bus_width", self.act_width),
                            ("psum_bus_width", self.psum_width)):
             value = getattr(self, name)
-            if value < word or value % word:
-                raise ConfigError(name, value, f"a positive multiple of the {word}-bit word")
+            if value < word:
+                raise ConfigError(name, value, f"at least one {word}-bit word")
 
     # --- derived widths -------------------------------------------------------------------
     @property

@@ -31,7 +31,9 @@ exactly. Skipped MACs are counted.
 The window is a circular buffer with a low-water mark: a position is freed as soon as the
 last column that needs it has finished with it, so the next positions stream in while the
 MACs run and the MAC stays busy every cycle in steady state (given q*S <= spad depth and an
-ifmap supply of U*q words per p*q*S cycles).
+ifmap supply of U*q words per p*q*S cycles). When the stride exceeds the filter width
+(U > S) the positions no window covers are taken from the stream and dropped, never stored,
+so the spad only ever holds words some column will read.
 
 Finished psums leave through a FIFO as deep as the psum spad (the "second psum bank"): the
 next column's MACs start while the last column's psums wait for the input psums from below,
@@ -155,17 +157,18 @@ class PE(wiring.Component):
         state = Signal(_State)
         pqS = Signal(len(cfg.p) + len(cfg.q) + len(cfg.S))
         row_words = Signal(PE_U_WIDTH + PE_F_WIDTH + 2 * len(cfg.q))
-        tail = Signal(range(ID * 2**PE_U_WIDTH + 1))       # q*(U-S) words never read, U > S
-        tail_mod = Signal(range(ID * 2**PE_U_WIDTH + 1))   # the same modulo the spad depth
-        S_gt = Signal()                                    # U > S
+        step_pos = Signal.like(cfg.S)       # window advance per column in stored positions:
+                                            # min(U, S), as uncovered positions are not stored
 
         # --- ifmap window bookkeeping ---------------------------------------------------------
-        occ = Signal(signed(_bits(ID * 2**PE_U_WIDTH) + 2))  # words written - words released
+        occ = Signal(range(ID + 1))                          # words stored - words released
         wr_slot = Signal(slot_w)
         lwm_slot = Signal(slot_w)                            # slot of the oldest unreleased word
         rd_off = Signal(range(ID + 1))                       # read word, relative to lwm
         wr_pos = Signal.like(row_words)                      # words written in the current row
         wr_rows = Signal(PE_ROWS_WIDTH)                      # rows completely written
+        wr_c = Signal.like(cfg.q)                            # channel of the incoming word
+        wr_phase = Signal(PE_U_WIDTH)                        # its position modulo U
         filt_cnt = Signal(range(arch.filter_spad_depth + 1))
 
         # --- issue counters -------------------------------------------------------------------
@@ -191,26 +194,19 @@ class PE(wiring.Component):
                     m.d.sync += [
                         cfg.eq(self.cfg), state.eq(_State.SETUP),
                         occ.eq(0), wr_slot.eq(0), lwm_slot.eq(0), rd_off.eq(0),
-                        wr_pos.eq(0), wr_rows.eq(0), filt_cnt.eq(0),
+                        wr_pos.eq(0), wr_rows.eq(0), wr_c.eq(0), wr_phase.eq(0), filt_cnt.eq(0),
                         k.eq(0), c.eq(0), s.eq(0), f.eq(0), row.eq(0), step.eq(0),
                         issue_done.eq(self.cfg.n_rows == 0),
                         self.macs.eq(0), self.skipped.eq(0),
-                        tail_mod.eq(Mux(self.cfg.U > self.cfg.S,
-                                        self.cfg.q * (self.cfg.U - self.cfg.S), 0)),
                     ]
             with m.Case(_State.SETUP):
-                # Products are registered here once per pass; tail mod ID by repeated subtraction
-                # (at most 2**PE_U_WIDTH cycles) keeps dividers out of the design.
+                # Products are registered once per pass, off the per-cycle paths.
                 m.d.sync += [
                     pqS.eq(cfg.p * cfg.q * cfg.S),
                     row_words.eq((cfg.U * (cfg.F - 1) + cfg.S) * cfg.q),
-                    tail.eq(Mux(cfg.U > cfg.S, cfg.q * (cfg.U - cfg.S), 0)),
-                    S_gt.eq(cfg.U > cfg.S),
+                    step_pos.eq(Mux(cfg.U < cfg.S, cfg.U, cfg.S)),
+                    state.eq(_State.RUN),
                 ]
-                with m.If(tail_mod >= ID):
-                    m.d.sync += tail_mod.eq(tail_mod - ID)
-                with m.Else():
-                    m.d.sync += state.eq(_State.RUN)
 
         running = state == _State.RUN
 
@@ -226,19 +222,26 @@ class PE(wiring.Component):
 
         # --- ifmap write side -----------------------------------------------------------------
         wr_fire = Signal()
+        keep = wr_phase < cfg.S          # covered by some window (always, unless U > S)
         m.d.comb += [
-            self.ifmap.ready.eq(running & (occ < ID) & (wr_rows < cfg.n_rows)),
+            self.ifmap.ready.eq(running & ((occ < ID) | ~keep) & (wr_rows < cfg.n_rows)),
             wr_fire.eq(self.ifmap.valid & self.ifmap.ready),
             i_wr.addr.eq(wr_slot),
             i_wr.data.eq(self.ifmap.payload),
-            i_wr.en.eq(wr_fire),
+            i_wr.en.eq(wr_fire & keep),
         ]
         with m.If(wr_fire):
-            m.d.sync += wr_slot.eq(Mux(wr_slot == ID - 1, 0, wr_slot + 1))
+            with m.If(keep):
+                m.d.sync += wr_slot.eq(Mux(wr_slot == ID - 1, 0, wr_slot + 1))
             with m.If(wr_pos == row_words - 1):
-                m.d.sync += [wr_pos.eq(0), wr_rows.eq(wr_rows + 1)]
+                m.d.sync += [wr_pos.eq(0), wr_rows.eq(wr_rows + 1), wr_c.eq(0), wr_phase.eq(0)]
             with m.Else():
                 m.d.sync += wr_pos.eq(wr_pos + 1)
+                with m.If(wr_c == cfg.q - 1):
+                    m.d.sync += [wr_c.eq(0),
+                                 wr_phase.eq(Mux(wr_phase == cfg.U - 1, 0, wr_phase + 1))]
+                with m.Else():
+                    m.d.sync += wr_c.eq(wr_c + 1)
 
         # --- issue stage (stage 0) ------------------------------------------------------------
         last_k = k == cfg.p - 1
@@ -277,18 +280,14 @@ class PE(wiring.Component):
             m.d.sync += self.skipped.eq(self.skipped + 1)
 
         # Window release: a position is freed when the last column that needs it is done with
-        # it (columns < F-1 free their first U positions, the last column all S of them).
+        # it (columns < F-1 free their first min(U, S) stored positions, the last column all S).
         group_done = issue & last_k                      # one (s, c) word finished
-        pos_release = group_done & last_c & ((s < cfg.U) | last_f)
+        pos_release = group_done & last_c & ((s < step_pos) | last_f)
         col_done = group_done & last
-        tail_release = col_done & ~last_f & S_gt
-        release = Mux(pos_release, cfg.q, 0) + Mux(tail_release, tail, 0)
-        slot1 = Mux(pos_release, wrap_add(lwm_slot, cfg.q), lwm_slot)
         with m.If(running):
-            m.d.sync += [
-                occ.eq(occ + wr_fire - release),
-                lwm_slot.eq(Mux(tail_release, wrap_add(slot1, tail_mod), slot1)),
-            ]
+            m.d.sync += occ.eq(occ + (wr_fire & keep) - Mux(pos_release, cfg.q, 0))
+            with m.If(pos_release):
+                m.d.sync += lwm_slot.eq(wrap_add(lwm_slot, cfg.q))
 
         with m.If(issue):
             m.d.sync += [v1.eq(1), k1.eq(k), first1.eq(first), last1.eq(last), zero1.eq(zero),

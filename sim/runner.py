@@ -149,13 +149,14 @@ def run_bench(built, bench_module, args, testcase=None, waves=None, progress=Tru
 
 
 def check_pe(arch, cases=50, seed=0, idle=0.2, stall=0.2, sim=None, waves=None,
-             max_F=12, max_rows=3, progress=True):
+             max_F=12, max_rows=3, progress=True, corrupt=False):
     """Build the PE for ``arch`` and run ``cases`` random passes on it against the golden
     model. Returns the bench's report with the build times added."""
     built = build(arch, "pe", sim, waves=bool(waves), progress=progress)
     report = run_bench(built, "rowstat.sim.pe_bench",
                        {"arch": arch.to_dict(), "seed": seed, "cases": cases, "idle": idle,
-                        "stall": stall, "max_F": max_F, "max_rows": max_rows},
+                        "stall": stall, "max_F": max_F, "max_rows": max_rows,
+                        "corrupt": corrupt},
                        waves=waves, progress=progress)
     report.update(build_seconds=built.build_seconds, verilog_seconds=built.verilog_seconds,
                   build_dir=str(built.build_dir), sim=built.sim)

@@ -1,7 +1,6 @@
 """ArchConfig, its presets and how a configuration is loaded (preset, TOML file, --set)."""
 
 import dataclasses
-import os
 
 import pytest
 
@@ -161,14 +160,19 @@ def test_glb_width_must_be_a_multiple_of_8(value):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("filter_bus_width", 4), ("filter_bus_width", 12), ("ifmap_bus_width", 20),
-    ("psum_bus_width", 32), ("psum_bus_width", 12),
+    ("filter_bus_width", 4), ("filter_bus_width", 7), ("ifmap_bus_width", 2),
+    ("psum_bus_width", 23), ("psum_bus_width", 12),
 ])
-def test_bus_width_must_be_whole_words(key, value):
+def test_bus_width_holds_a_word(key, value):
     with pytest.raises(ConfigError) as info:
         ArchConfig(**tiny(**{key: value}))
     assert info.value.key == key
-    assert_one_line(info.value, key, repr(value), "multiple")
+    assert_one_line(info.value, key, repr(value), "at least one")
+
+
+def test_bus_width_need_not_be_whole_words():
+    # 7-bit weights on a 32-bit bus: four words per beat, four bits unused.
+    ArchConfig(**tiny(weight_width=7, filter_bus_width=32))
 
 
 def test_missing_and_extra_constructor_arguments():
@@ -317,15 +321,6 @@ def test_load_arch_non_utf8_file(tmp_path):
     assert_one_line(info.value, "--config", "UTF-8")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
-def test_load_arch_unreadable_file(tmp_path):
-    path = write(tmp_path, "rows = 4\n")
-    path.chmod(0)
-    try:
-        with pytest.raises(ConfigError):
-            load_arch("tiny", path)
-    finally:
-        path.chmod(0o600)
 
 
 def test_load_arch_bad_override_after_good_file(tmp_path):
