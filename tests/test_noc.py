@@ -183,9 +183,17 @@ def pattern_scenario(pattern, rows, cols):
 PATTERNS = ["unicast", "row", "column", "diagonal", "broadcast"]
 
 
+def unmatched_scenario(rows, cols):
+    row_ids = list(range(rows))
+    col_ids = [list(range(cols)) for _ in range(rows)]
+    packets = [(0, 0, 11), (15, 0, 12), (0, 31, 13), (rows - 1, cols - 1, 14), (15, 31, 15)]
+    return Scenario("unmatched", row_ids, col_ids, packets)
+
+
 @pytest.mark.parametrize("rows,cols", SHAPES)
 def test_multicast_patterns_reach_exactly_intended_pes(rows, cols):
     scenarios = [pattern_scenario(p, rows, cols) for p in PATTERNS]
+    scenarios.append(unmatched_scenario(rows, cols))
     run_gin(rows, cols, scenarios)
     for sc in scenarios:
         for row_tag, col_tag, payload in sc.packets:
@@ -207,22 +215,14 @@ def test_multicast_patterns_reach_exactly_intended_pes(rows, cols):
                 assert len(dests) == rows * cols
         check_against_model(sc)
         assert sc.stall == 0, sc.name
-        # No back-pressure: one packet per cycle.
+        # No back-pressure: one packet per cycle, unmatched packets included.
         assert sc.accepted == list(range(len(sc.packets))), sc.name
-
-
-@pytest.mark.parametrize("rows,cols", SHAPES)
-def test_multicast_unmatched_flagged_and_dropped(rows, cols):
-    row_ids = list(range(rows))
-    col_ids = [list(range(cols)) for _ in range(rows)]
-    packets = [(0, 0, 11), (15, 0, 12), (0, 31, 13), (rows - 1, cols - 1, 14), (15, 31, 15)]
-    [sc] = run_gin(rows, cols, [Scenario("unmatched", row_ids, col_ids, packets)])
-    check_against_model(sc)
-    assert sc.unmatched == 3
-    assert sc.received[(0, 0)] == [11]
-    assert sc.received[(rows - 1, cols - 1)] == [14]
-    # Unmatched packets take one cycle each like any other: no input stall.
-    assert sc.accepted == list(range(len(packets)))
+    # Packets matching no PE are consumed and flagged.
+    unmatched = scenarios[-1]
+    assert unmatched.unmatched == 3 and unmatched.delivered == 2
+    assert unmatched.received[(0, 0)] == [11]
+    assert unmatched.received[(rows - 1, cols - 1)] == [14]
+    assert sum(len(seq) for seq in unmatched.received.values()) == 2
 
 
 def test_noc_gin_latency_and_throughput():
