@@ -272,8 +272,10 @@ class GON(wiring.Component):
     The arbiter writes into a ``fifo_depth``-entry :class:`~amaranth.lib.fifo.SyncFIFO` whose read
     side is ``o``: ``o.valid`` and ``o.payload`` come from the FIFO's registers, and ``o.ready``
     only changes the FIFO's level register, so the global buffer's ready does not reach the
-    columns' ready combinationally. Latency: a beat taken from ``i[c]`` in cycle ``t`` is valid on
-    ``o`` in cycle ``t + 1``; with ``fifo_depth >= 2`` one beat per cycle.
+    columns' ready combinationally. ``i[c].ready`` does depend combinationally on the columns'
+    ``valid`` (through the arbiter's choice), so, as usual for streams, a column must not make its
+    ``valid`` wait for its ``ready``. Latency: a beat taken from ``i[c]`` in cycle ``t`` is valid
+    on ``o`` in cycle ``t + 1``; with ``fifo_depth >= 2`` one beat per cycle.
 
     Parameters
     ----------
