@@ -120,8 +120,12 @@ class Placement:
     def ifmap_tag(self, k, rc, seg):
         """(row tag, col tag) of an ifmap packet: strip-relative ifmap row k of channel copy
         rc, as seen by segment seg. None if no PE of that segment reads row k."""
-        rel = k - self.shape.U * self.seg_start[seg]
-        if not 0 <= rel <= self.shape.U * (self.seg_width[seg] - 1) + self.shape.R - 1:
+        U, R = self.shape.U, self.shape.R
+        rel = k - U * self.seg_start[seg]
+        # some PE (i, j') of the segment reads it: rel = U*j' + i, 0 <= i < R, 0 <= j' < width
+        # (with U > R there are rows in the range that no PE reads)
+        if not any(0 <= rel - i <= U * (self.seg_width[seg] - 1) and (rel - i) % U == 0
+                   for i in range(R)):
             return None
         return self.gid(rc, seg), rel
 
