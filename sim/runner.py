@@ -10,6 +10,7 @@ parallel test workers share one build.
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -133,11 +134,16 @@ def run_bench(built, bench_module, args, testcase=None, waves=None, progress=Tru
         seconds = time.monotonic() - t0
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
         if waves:
-            for name in ("dump.vcd", "dump.fst"):
-                if (tmp / name).exists():
-                    Path(waves).parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(tmp / name, waves)
-                    report["waves"] = str(waves)
+            # Verilator writes dump.vcd in the test folder, Icarus <module>.fst in the build
+            # folder; the file keeps the format the simulator wrote.
+            for found in (tmp / "dump.vcd", tmp / "dump.fst", tmp / f"{built.module}.fst",
+                          built.build_dir / f"{built.module}.fst"):
+                if found.exists():
+                    target = Path(waves).with_suffix(found.suffix)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(found), target)
+                    report["waves"] = str(target)
+                    break
         if failed or not tests:
             text = log.read_text(errors="replace") if log.exists() else ""
             lines = [ln for ln in text.splitlines() if "Error" in ln or "FAIL" in ln
@@ -157,6 +163,22 @@ def check_pe(arch, cases=50, seed=0, idle=0.2, stall=0.2, sim=None, waves=None,
                        {"arch": arch.to_dict(), "seed": seed, "cases": cases, "idle": idle,
                         "stall": stall, "max_F": max_F, "max_rows": max_rows,
                         "corrupt": corrupt},
+                       waves=waves, progress=progress)
+    report.update(build_seconds=built.build_seconds, verilog_seconds=built.verilog_seconds,
+                  build_dir=str(built.build_dir), sim=built.sim)
+    return report
+
+
+def check_array(arch, cases, seed=0, idle=0.2, stall=0.2, sim=None, waves=None, progress=True,
+                corrupt=False, gon_hold=0):
+    """Build the PE array for ``arch`` and run the passes of ``cases`` (spec dicts, see
+    rowstat.sim.array_model.make_slice) on it against the golden model. Returns the bench's
+    report (per pass: cycles, counters, utilisation) with the build times added."""
+    built = build(arch, "array", sim, waves=bool(waves), progress=progress)
+    report = run_bench(built, "rowstat.sim.array_bench",
+                       {"arch": arch.to_dict(), "cases": list(cases), "seed": seed,
+                        "idle": idle, "stall": stall, "corrupt": corrupt,
+                        "gon_hold": gon_hold},
                        waves=waves, progress=progress)
     report.update(build_seconds=built.build_seconds, verilog_seconds=built.verilog_seconds,
                   build_dir=str(built.build_dir), sim=built.sim)

@@ -49,3 +49,11 @@ def test_pe_cocotb_full_rate():
 def test_pe_cocotb_detects_a_wrong_answer():
     with pytest.raises(RowstatError, match="differ from the golden"):
         check_pe(PRESETS["tiny"], cases=2, seed=5, corrupt=True, progress=False)
+
+
+def test_pe_cocotb_writes_waves(tmp_path):
+    report = check_pe(PRESETS["tiny"], cases=1, seed=6, waves=tmp_path / "pe.vcd",
+                      progress=False)
+    waves = tmp_path / "pe.vcd"
+    assert report["waves"] == str(waves) and waves.stat().st_size > 1000
+    assert "psum_out__payload" in waves.read_text(errors="replace")
