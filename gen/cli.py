@@ -124,6 +124,9 @@ def build_parser():
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--out-dir", default="out", help="where the Verilog goes (default out/)")
     p.set_defaults(func=cmd_demo)
+
+    from ..fpga.sweep_cli import register as register_sweep
+    register_sweep(sub)
     return parser
 
 

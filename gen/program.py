@@ -1,0 +1,162 @@
+"""The accelerator's command set: opcodes, argument layouts, load targets and output framing.
+
+One home for the format: the controller (rowstat.hw.controller) decodes with these layouts and
+the compiler (rowstat.gen.compiler) encodes with them, so the two cannot drift.
+
+Command stream: 32-bit words. A command is a header word followed by its argument words::
+
+    header = opcode[3:0] | wait[7:4] | nargs[15:8]
+
+``wait`` is a mask of units (WAIT_LOAD, WAIT_PASS, WAIT_DRAIN) that must be idle before the
+command starts; without it, a command starts as soon as its own unit is free, so loads of the
+next pass's data overlap the running pass. The arguments are the command's StructLayout value
+packed little-endian into ``nargs`` words.
+
+Data input stream: ``dram_width``-bit beats, one entry per beat, consumed by LOAD commands.
+Data output stream: ``dram_width``-bit beats in blocks, each block a header beat
+(``magic | kind << 8 | beats << 12``, the number of beats that follow) then its beats: drained
+ofmap words (packed little-endian, ``act_width`` bits each when the layer requantizes, else
+``psum_width``), or counter values (``COUNTER_WIDTH`` bits each, as many beats as needed).
+"""
+
+import enum
+
+from amaranth.hdl import Const
+from amaranth.lib import data
+
+__all__ = [
+    "Op", "Target", "Wait", "BlockKind", "COUNTERS", "COUNTER_WIDTH", "HEADER_MAGIC",
+    "layer_layout", "load_layout", "pass_layout", "drain_layout", "counters_layout",
+    "streamer_layout", "ARG_LAYOUTS", "encode_command", "pack", "header_beat",
+    "parse_header",
+]
+
+COUNT = 20          # width of counts and GLB addresses in commands
+TAGS = 12           # width of tag-table sizes
+HEADER_MAGIC = 0xA5
+COUNTER_WIDTH = 48
+
+
+class Op(enum.IntEnum):
+    LAYER = 1       # per-layer configuration: PE pass shape, output stage, GLB split
+    LOAD = 2        # data beats -> a GLB space, the bias table, the ID chain or a tag table
+    PASS = 3        # one processing pass
+    DRAIN = 4       # finished psums from the GLB -> bias, output stage -> data out
+    COUNTERS = 5    # dump the performance counters to data out
+    FENCE = 6       # wait for the units in the wait mask, nothing else
+
+
+class Wait(enum.IntFlag):
+    LOAD = 1
+    PASS = 2
+    DRAIN = 4
+    ALL = 7
+
+
+class Target(enum.IntEnum):
+    IFMAP = 0       # ifmap space of the GLB (one GLB word per beat)
+    FILTER = 1      # filter buffer (one GLB word per beat)
+    BIAS = 2        # bias table (one psum_width value per beat)
+    IDS = 3         # the array's ID chain (one chain word per beat)
+    IFMAP_TAGS = 4  # tag tables: one (row, col) entry per beat
+    FILTER_TAGS = 5
+    PSUM_TAGS = 6
+    CHAINS = 7      # GON source -> chain index table (entry at row * cols + col)
+
+
+class BlockKind(enum.IntEnum):
+    OFMAP = 1
+    COUNTERS = 2
+
+
+#: Counter dump order.
+COUNTERS = ("cycles", "macs", "macs_skipped_zero", "pe_busy_cycles", "pe_idle_cycles",
+            "stall_cycles", "glb_reads", "glb_writes", "words_in", "words_out", "passes")
+
+
+def layer_layout(arch):
+    from ..hw.pe import pe_config_layout
+    from ..hw.output_stage import output_config_layout
+    return data.StructLayout({
+        "pe": pe_config_layout(arch),
+        "out": output_config_layout(arch),
+        "split": range(arch.glb_banks + 1),     # GLB banks for ifmaps
+    })
+
+
+def load_layout(arch):
+    return data.StructLayout({"target": 4, "addr": COUNT, "count": COUNT + 4})
+
+
+def streamer_layout(arch):
+    return data.StructLayout({
+        "base": COUNT,      # first GLB word of the region
+        "chunks": COUNT,    # beats per destination
+        "ntags": TAGS,      # destinations = tag table entries used
+        "last": 8,          # (words per destination - 1) mod words per beat
+    })
+
+
+def pass_layout(arch):
+    return data.StructLayout({
+        "filt": streamer_layout(arch),
+        "ifmap": streamer_layout(arch),
+        "psum": streamer_layout(arch),      # chunks = 0 when the pass starts its psums at zero
+        "out_base": COUNT,                  # psum space address of the pass's psums
+        "nchains": TAGS,                    # chains (PE-set columns) whose psums leave the array
+    })
+
+
+def drain_layout(arch):
+    return data.StructLayout({
+        "base": COUNT,          # psum space address
+        "chunks": COUNT,        # GLB words per chain
+        "nchains": TAGS,
+        "last": 8,              # psums in the final chunk's words - 1
+        "p": 8,                 # filters per chain (psum order n, f, k within a chain)
+        "chains_per_tc": TAGS,  # chains per filter copy (chain // this = filter copy)
+        "bias_base": COUNT,     # bias table entry of filter k of copy 0
+        "beats": COUNT + 4,     # output beats the block will hold (after its header)
+    })
+
+
+def counters_layout(arch):
+    return data.StructLayout({"clear": 1})
+
+
+ARG_LAYOUTS = {
+    Op.LAYER: layer_layout, Op.LOAD: load_layout, Op.PASS: pass_layout,
+    Op.DRAIN: drain_layout, Op.COUNTERS: counters_layout,
+}
+
+
+def nargs(arch, op):
+    if op not in ARG_LAYOUTS:
+        return 0
+    return -(-ARG_LAYOUTS[op](arch).size // 32)
+
+
+def pack(layout, value):
+    """Integer value of ``layout`` for a (nested) dict of field values."""
+    return Const.cast(layout.const(value)).value
+
+
+def encode_command(arch, op, args=None, wait=0):
+    """The 32-bit words of one command."""
+    n = nargs(arch, op)
+    words = [int(op) | (int(wait) << 4) | (n << 8)]
+    if n:
+        value = pack(ARG_LAYOUTS[op](arch), args or {})
+        words += [(value >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
+    return words
+
+
+def header_beat(kind, beats):
+    return HEADER_MAGIC | (int(kind) << 8) | (beats << 12)
+
+
+def parse_header(value):
+    """(kind, beats) of a header beat, or None if it is not one."""
+    if value & 0xFF != HEADER_MAGIC:
+        return None
+    return (value >> 8) & 0xF, value >> 12
