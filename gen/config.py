@@ -84,6 +84,15 @@ class ArchConfig:
             value = getattr(self, name)
             if value < word:
                 raise ConfigError(name, value, f"at least one {word}-bit word")
+            beat = value // word * word
+            if beat > self.glb_width:
+                raise ConfigError(name, value, f"a beat of at most glb_width={self.glb_width} "
+                                  f"bits ({value // word} words of {word} bits take {beat})")
+        if self.glb_bank_depth & (self.glb_bank_depth - 1):
+            raise ConfigError("glb_bank_depth", self.glb_bank_depth, "a power of two")
+        if self.dram_width < self.glb_width:
+            raise ConfigError("dram_width", self.dram_width,
+                              f"at least glb_width={self.glb_width} (one GLB word per beat)")
 
     # --- derived widths -------------------------------------------------------------------
     @property
@@ -127,6 +136,16 @@ class ArchConfig:
         return _bits(self.glb_bank_depth - 1)
 
     @property
+    def tag_depth(self):
+        """Entries of each streamer's tag table (destinations of one pass's stream)."""
+        return 1 << _bits(4 * self.rows * self.cols - 1)
+
+    @property
+    def bias_depth(self):
+        """Entries of the bias table: the filters of one m block."""
+        return 1024
+
+    @property
     def glb_bytes(self):
         return (self.glb_banks + self.glb_filter_banks) * self.glb_bank_depth * self.glb_width // 8
 
@@ -156,8 +175,8 @@ PRESETS = {
     "tiny": ArchConfig(
         rows=3, cols=4, act_width=8, weight_width=8, psum_width=24,
         filter_spad_depth=32, ifmap_spad_depth=8, psum_spad_depth=8,
-        glb_banks=4, glb_bank_depth=256, glb_width=32, glb_filter_banks=1,
-        dram_width=32, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
+        glb_banks=4, glb_bank_depth=256, glb_width=48, glb_filter_banks=1,
+        dram_width=48, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
 }
 
 PRESET_NOTES = {

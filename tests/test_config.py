@@ -66,11 +66,31 @@ def test_derived_widths():
     assert one.filter_addr_width == one.ifmap_addr_width == one.psum_addr_width == 1
 
 
-@pytest.mark.parametrize("depth, width", [(2, 1), (3, 2), (4, 2), (5, 3), (256, 8), (257, 9)])
+@pytest.mark.parametrize("depth, width", [(2, 1), (4, 2), (8, 3), (256, 8), (512, 9)])
 def test_addr_width_covers_depth(depth, width):
     arch = ArchConfig(**tiny(glb_bank_depth=depth))
     assert arch.glb_addr_width == width
     assert 2 ** arch.glb_addr_width >= depth
+
+
+@pytest.mark.parametrize("depth", [3, 5, 257, 1000])
+def test_glb_bank_depth_power_of_two(depth):
+    with pytest.raises(ConfigError) as info:
+        ArchConfig(**tiny(glb_bank_depth=depth))
+    assert_one_line(info.value, "glb_bank_depth", repr(depth), "power of two")
+
+
+@pytest.mark.parametrize("key, value", [("filter_bus_width", 64), ("psum_bus_width", 72)])
+def test_bus_beat_fits_a_glb_word(key, value):
+    with pytest.raises(ConfigError) as info:
+        ArchConfig(**tiny(**{key: value}))
+    assert_one_line(info.value, key, repr(value), "glb_width")
+
+
+def test_dram_beat_holds_a_glb_word():
+    with pytest.raises(ConfigError) as info:
+        ArchConfig(**tiny(dram_width=40))
+    assert_one_line(info.value, "dram_width", "40", "glb_width")
 
 
 def test_frozen_replace_and_key():
@@ -123,7 +143,7 @@ def test_config_error_is_a_value_error_and_a_rowstat_error():
 def test_boundaries_are_accepted():
     ArchConfig(**tiny(rows=1, cols=32))
     ArchConfig(**tiny(rows=32, cols=1))
-    ArchConfig(**tiny(psum_width=16, dram_width=16, psum_bus_width=16))  # exactly act+weight
+    ArchConfig(**tiny(psum_width=16, psum_bus_width=16))  # exactly act+weight
 
 
 def test_psum_narrower_than_product_is_rejected():
@@ -256,7 +276,8 @@ def test_load_arch_file_and_override_combine_to_a_valid_config(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_arch("tiny", path)
     assert info.value.key == "psum_width"
-    arch = load_arch("tiny", path, ["psum_width=32", "psum_bus_width=64"])
+    arch = load_arch("tiny", path, ["psum_width=32", "psum_bus_width=64", "glb_width=64",
+                                    "dram_width=64"])
     assert arch.psum_width == 32 and arch.act_width == 16
 
 

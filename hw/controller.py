@@ -1,0 +1,220 @@
+"""Controller: decodes the command stream, dispatches commands to the units, runs passes and
+keeps the performance counters.
+
+Commands (rowstat.gen.program) arrive as 32-bit words: a header, then the arguments, which
+are shifted into one register and viewed through the command's layout. A command is issued
+when its unit is idle and every unit in its wait mask is idle; LAYER and COUNTERS wait for
+every unit. A PASS starts the array and the three streamers in the same cycle and ends when
+the array has finished (its last psum has left) and every streamer is idle; the array's
+per-pass counters are then added to the totals.
+"""
+
+from amaranth import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..gen.program import (COUNTER_WIDTH, COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait,
+                           header_beat, layer_layout, nargs, pass_layout)
+from .pe import pe_config_layout
+from .output_stage import output_config_layout
+
+__all__ = ["Controller"]
+
+
+class _State(enum.Enum, shape=3):
+    HEADER = 0
+    ARGS = 1
+    ISSUE = 2
+    DUMP = 3
+
+
+class Controller(wiring.Component):
+    """Attributes
+    ----------
+    cmd : In(stream of 32-bit words)
+    layer : Out(layer_layout)
+        The current LAYER configuration (PE pass shape, output stage, GLB split).
+    load_cmd, drain_cmd : Out(stream)
+        Commands for the loader and the drain.
+    load_busy, drain_busy : In(1)
+    filt_cmd, ifmap_cmd, psum_cmd : Out(stream of streamer_layout)
+    streamers_busy : In(1)
+    array_start : Out(1)
+    array_busy : In(1)
+    array_macs, array_skipped, array_idle, array_stalls, array_cycles : In(...)
+        The array's per-pass counters, final when ``array_busy`` falls.
+    collector_start : Out(1); collector_base, collector_nchains : Out(...)
+    glb_reads, glb_writes : In(2)
+    words_in, words_out : In(1)
+        Strobes for the counters.
+    dump : Out(stream of dram_width)
+        Counter dumps (header, then the counters), to the data output.
+    busy : Out(1)
+        A command is being decoded or any unit is busy.
+    """
+
+    def __init__(self, arch, *, array_count_width=32):
+        self._arch = arch
+        prog = {op: fn(arch) for op, fn in ARG_LAYOUTS.items()}
+        self._max_args = max(nargs(arch, op) for op in Op)
+        from ..gen.program import drain_layout, load_layout, streamer_layout
+        w = array_count_width
+        super().__init__({
+            "cmd": In(stream.Signature(32)),
+            "layer": Out(layer_layout(arch)),
+            "load_cmd": Out(stream.Signature(load_layout(arch))),
+            "load_busy": In(1),
+            "drain_cmd": Out(stream.Signature(drain_layout(arch))),
+            "drain_busy": In(1),
+            "filt_cmd": Out(stream.Signature(streamer_layout(arch))),
+            "ifmap_cmd": Out(stream.Signature(streamer_layout(arch))),
+            "psum_cmd": Out(stream.Signature(streamer_layout(arch))),
+            "streamers_busy": In(1),
+            "array_start": Out(1),
+            "array_busy": In(1),
+            "array_macs": In(w), "array_skipped": In(w), "array_idle": In(w),
+            "array_stalls": In(w), "array_cycles": In(w),
+            "collector_start": Out(1),
+            "collector_base": Out(20),
+            "collector_nchains": Out(12),
+            "glb_reads": In(2), "glb_writes": In(2),
+            "words_in": In(1), "words_out": In(1),
+            "dump": Out(stream.Signature(arch.dram_width)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        arch = self._arch
+        m = Module()
+        state = Signal(_State)
+        op = Signal(4)
+        wait = Signal(4)
+        n_args = Signal(8)
+        args = Signal(32 * max(self._max_args, 1))
+        got = Signal(8)
+
+        # --- pass engine --------------------------------------------------------------------
+        pass_args = Signal(pass_layout(arch))
+        pass_active = Signal()
+        pass_seen_busy = Signal()       # the array has raised busy for this pass
+        pass_done = pass_active & pass_seen_busy & ~self.array_busy & ~self.streamers_busy
+        load_busy, drain_busy = self.load_busy, self.drain_busy
+        unit_busy = {Wait.LOAD: load_busy, Wait.PASS: pass_active, Wait.DRAIN: drain_busy}
+        waits_ok = Cat(*((~wait[k]) | ~unit_busy[Wait(1 << k)] for k in range(3))).all()
+        all_idle = ~load_busy & ~pass_active & ~drain_busy
+
+        # --- counters -------------------------------------------------------------------------
+        counters = {name: Signal(COUNTER_WIDTH, name=f"count_{name}") for name in COUNTERS}
+        m.d.comb += self.busy.eq((state != _State.HEADER) | ~all_idle)
+        with m.If(self.busy):
+            m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
+        m.d.sync += [
+            counters["glb_reads"].eq(counters["glb_reads"] + self.glb_reads),
+            counters["glb_writes"].eq(counters["glb_writes"] + self.glb_writes),
+            counters["words_in"].eq(counters["words_in"] + self.words_in),
+            counters["words_out"].eq(counters["words_out"] + self.words_out),
+        ]
+        with m.If(pass_done):
+            pes = arch.rows * arch.cols
+            m.d.sync += [
+                pass_active.eq(0),
+                counters["macs"].eq(counters["macs"] + self.array_macs),
+                counters["macs_skipped_zero"].eq(counters["macs_skipped_zero"] + self.array_skipped),
+                counters["pe_idle_cycles"].eq(counters["pe_idle_cycles"] + self.array_idle),
+                counters["pe_busy_cycles"].eq(counters["pe_busy_cycles"]
+                                              + self.array_cycles * pes - self.array_idle),
+                counters["stall_cycles"].eq(counters["stall_cycles"] + self.array_stalls),
+                counters["passes"].eq(counters["passes"] + 1),
+            ]
+        with m.If(pass_active & self.array_busy):
+            m.d.sync += pass_seen_busy.eq(1)
+
+        # --- decoder --------------------------------------------------------------------------
+        view = {o: data.View(fn(arch), args[:fn(arch).size]) for o, fn in ARG_LAYOUTS.items()}
+        m.d.comb += [
+            self.load_cmd.payload.eq(view[Op.LOAD]),
+            self.drain_cmd.payload.eq(view[Op.DRAIN]),
+            self.filt_cmd.payload.eq(pass_args.filt),
+            self.ifmap_cmd.payload.eq(pass_args.ifmap),
+            self.psum_cmd.payload.eq(pass_args.psum),
+            self.collector_base.eq(pass_args.out_base),
+            self.collector_nchains.eq(pass_args.nchains),
+        ]
+        dump_index = Signal(range(len(COUNTERS) * 4 + 2))
+        beats_per = -(-COUNTER_WIDTH // arch.dram_width)
+        m.d.comb += self.cmd.ready.eq((state == _State.HEADER) | (state == _State.ARGS))
+
+        with m.Switch(state):
+            with m.Case(_State.HEADER):
+                with m.If(self.cmd.valid):
+                    m.d.sync += [op.eq(self.cmd.payload[0:4]), wait.eq(self.cmd.payload[4:8]),
+                                 n_args.eq(self.cmd.payload[8:16]), got.eq(0), args.eq(0)]
+                    with m.If(self.cmd.payload[8:16] == 0):
+                        m.d.sync += state.eq(_State.ISSUE)
+                    with m.Else():
+                        m.d.sync += state.eq(_State.ARGS)
+            with m.Case(_State.ARGS):
+                with m.If(self.cmd.valid):
+                    # Arguments arrive least significant word first.
+                    for k in range(max(self._max_args, 1)):
+                        with m.If(got == k):
+                            m.d.sync += args[32 * k:32 * (k + 1)].eq(self.cmd.payload)
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == n_args - 1):
+                        m.d.sync += state.eq(_State.ISSUE)
+            with m.Case(_State.ISSUE):
+                with m.Switch(op):
+                    with m.Case(Op.LAYER):
+                        with m.If(all_idle):
+                            m.d.sync += [self.layer.eq(view[Op.LAYER]), state.eq(_State.HEADER)]
+                    with m.Case(Op.LOAD):
+                        m.d.comb += self.load_cmd.valid.eq(waits_ok & ~load_busy)
+                        with m.If(self.load_cmd.valid & self.load_cmd.ready):
+                            m.d.sync += state.eq(_State.HEADER)
+                    with m.Case(Op.DRAIN):
+                        m.d.comb += self.drain_cmd.valid.eq(waits_ok & ~drain_busy)
+                        with m.If(self.drain_cmd.valid & self.drain_cmd.ready):
+                            m.d.sync += state.eq(_State.HEADER)
+                    with m.Case(Op.PASS):
+                        with m.If(waits_ok & ~pass_active & ~self.streamers_busy
+                                  & ~self.array_busy):
+                            m.d.sync += [pass_args.eq(view[Op.PASS]), pass_active.eq(1),
+                                         pass_seen_busy.eq(0), state.eq(_State.HEADER)]
+                            m.d.comb += [self.array_start.eq(1), self.collector_start.eq(1)]
+                    with m.Case(Op.FENCE):
+                        with m.If(waits_ok):
+                            m.d.sync += state.eq(_State.HEADER)
+                    with m.Case(Op.COUNTERS):
+                        with m.If(all_idle):
+                            m.d.sync += [state.eq(_State.DUMP), dump_index.eq(0)]
+                    with m.Default():
+                        m.d.sync += state.eq(_State.HEADER)      # unknown opcodes are skipped
+            with m.Case(_State.DUMP):
+                # Header, then each counter in beats_per beats, least significant first.
+                slot_bits = beats_per * arch.dram_width
+                flat = Cat(*(Cat(counters[name], C(0, slot_bits - COUNTER_WIDTH))
+                             if slot_bits > COUNTER_WIDTH else counters[name]
+                             for name in COUNTERS))
+                word = flat.word_select((dump_index - 1)[:len(dump_index)], arch.dram_width)
+                total = len(COUNTERS) * beats_per
+                m.d.comb += [
+                    self.dump.valid.eq(1),
+                    self.dump.payload.eq(Mux(dump_index == 0,
+                                             header_beat(BlockKind.COUNTERS, total), word)),
+                ]
+                with m.If(self.dump.ready):
+                    m.d.sync += dump_index.eq(dump_index + 1)
+                    with m.If(dump_index == total):
+                        m.d.sync += state.eq(_State.HEADER)
+                        with m.If(view[Op.COUNTERS].clear):
+                            m.d.sync += [c.eq(0) for c in counters.values()]
+
+        # Streamer commands go out the cycle after the pass starts (pass_args is registered).
+        start_streams = Signal()
+        m.d.sync += start_streams.eq(self.array_start)
+        m.d.comb += [
+            self.filt_cmd.valid.eq(start_streams & (pass_args.filt.chunks != 0)),
+            self.ifmap_cmd.valid.eq(start_streams & (pass_args.ifmap.chunks != 0)),
+            self.psum_cmd.valid.eq(start_streams & (pass_args.psum.chunks != 0)),
+        ]
+        return m

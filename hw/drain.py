@@ -1,0 +1,183 @@
+"""Drain: finished psums from the GLB through bias and the output stage to the data output.
+
+A DRAIN command names a region of the psum space laid out as the collector wrote it (chunk by
+chunk, one GLB word per chain per chunk). The drain reads it in order, takes the valid psums of
+each word, adds the bias of each psum's filter (psum s of chain c belongs to filter
+``bias_base + (c // chains_per_tc) * p + s mod p``), runs the output stage and packs the
+results little-endian into output beats, after a header beat that announces how many follow.
+"""
+
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..gen.program import COUNT, BlockKind, drain_layout, header_beat
+from .glb import ReadPort, WritePort
+from .output_stage import OutputStage, output_config_layout
+
+__all__ = ["Drain"]
+
+
+class Drain(wiring.Component):
+    """Attributes
+    ----------
+    cmd : In(stream of drain_layout)
+    busy : Out(1)
+    out_cfg : In(output_config_layout)
+    glb : Out(ReadPort)
+        The psum-space read port it shares with the psum streamer (``grant`` low: retry).
+    bias : In(WritePort)
+        Loads the bias table.
+    o : Out(stream of dram_width)
+    """
+
+    def __init__(self, arch, addr_width):
+        self._arch = arch
+        self._bw = arch.psum_bus_width // arch.psum_width     # psums per GLB word
+        super().__init__({
+            "cmd": In(stream.Signature(drain_layout(arch))),
+            "busy": Out(1),
+            "out_cfg": In(output_config_layout(arch)),
+            "glb": Out(ReadPort(addr_width, arch.glb_width)),
+            "bias": In(WritePort((arch.bias_depth - 1).bit_length(), arch.psum_width)),
+            "o": Out(stream.Signature(arch.dram_width)),
+        })
+
+    def elaborate(self, platform):
+        arch = self._arch
+        P, A, D = arch.psum_width, arch.act_width, arch.dram_width
+        bw = self._bw
+        m = Module()
+
+        cmd = Signal(drain_layout(arch))
+        active = Signal()
+        m.d.comb += [self.cmd.ready.eq(~active), self.busy.eq(active)]
+
+        # --- GLB reads -> word FIFO --------------------------------------------------------------
+        m.submodules.words = words = fifo.SyncFIFOBuffered(width=arch.glb_width, depth=4)
+        read_ptr = Signal(COUNT)
+        reads_left = Signal(COUNT + 12)
+        inflight = Signal()
+        want = active & (reads_left != 0) & ((words.level + inflight) < 3)
+        m.d.comb += [self.glb.en.eq(want), self.glb.addr.eq(read_ptr)]
+        got = want & self.glb.grant
+        m.d.sync += inflight.eq(got)
+        with m.If(got):
+            m.d.sync += [read_ptr.eq(read_ptr + 1), reads_left.eq(reads_left - 1)]
+        m.d.comb += [words.w_en.eq(inflight), words.w_data.eq(self.glb.data)]
+
+        # --- unpack psums, find their bias ----------------------------------------------------
+        m.submodules.bias_table = btab = Memory(shape=signed(P), depth=arch.bias_depth, init=[])
+        bwr = btab.write_port()
+        brd = btab.read_port()
+        m.d.comb += [bwr.en.eq(self.bias.en), bwr.addr.eq(self.bias.addr),
+                     bwr.data.eq(self.bias.data)]
+
+        slot = Signal(range(max(bw, 2)))
+        chain = Signal(12)
+        chunk = Signal(COUNT)
+        k_chunk = Signal(8)      # k of the chunk's first psum
+        k = Signal(8)            # k of the current psum
+        tc_p = Signal(COUNT)     # (chain // chains_per_tc) * p
+        tc_left = Signal(12)     # chains left in the current filter copy
+        words_left = Signal(COUNT + 12)
+        last_chunk = chunk == cmd.chunks - 1
+        slot_last = Mux(last_chunk, cmd.last, bw - 1)
+
+        m.submodules.stage = stage = OutputStage(arch)
+        m.d.comb += stage.cfg.eq(self.out_cfg)
+        # Psum + bias pairs wait here for the output stage; the bias read takes a cycle.
+        m.submodules.pairs = pairs = fifo.SyncFIFOBuffered(width=2 * P, depth=4)
+        p_valid = Signal()
+        p_psum = Signal(signed(P))
+        room = (pairs.level + p_valid) < 3
+        take = active & words.r_rdy & room & (words_left != 0)
+        psum = words.r_data.word_select(slot, P) if bw > 1 else words.r_data[:P]
+        m.d.comb += [brd.addr.eq(cmd.bias_base + tc_p + k), brd.en.eq(take)]
+        m.d.sync += [p_valid.eq(take), p_psum.eq(psum)]
+        m.d.comb += [pairs.w_en.eq(p_valid), pairs.w_data.eq(Cat(p_psum, brd.data))]
+        m.d.comb += [stage.i.valid.eq(pairs.r_rdy),
+                     stage.i.payload.psum.eq(pairs.r_data[:P]),
+                     stage.i.payload.bias.eq(pairs.r_data[P:]),
+                     pairs.r_en.eq(stage.i.ready)]
+
+        end_word = slot == slot_last
+        m.d.comb += words.r_en.eq(take & end_word)
+        k_next = Mux(k == cmd.p - 1, 0, k + 1)
+        with m.If(take):
+            m.d.sync += words_left.eq(words_left - 1)
+            with m.If(~end_word):
+                m.d.sync += [slot.eq(slot + 1), k.eq(k_next)]
+            with m.Else():
+                m.d.sync += slot.eq(0)
+                with m.If(chain == cmd.nchains - 1):
+                    # Next chunk: k continues from where this chunk's psums ended.
+                    m.d.sync += [chain.eq(0), chunk.eq(chunk + 1), k.eq(k_next),
+                                 k_chunk.eq(k_next), tc_p.eq(0),
+                                 tc_left.eq(cmd.chains_per_tc)]
+                with m.Else():
+                    m.d.sync += [chain.eq(chain + 1), k.eq(k_chunk)]
+                    with m.If(tc_left == 1):
+                        m.d.sync += [tc_p.eq(tc_p + cmd.p), tc_left.eq(cmd.chains_per_tc)]
+                    with m.Else():
+                        m.d.sync += tc_left.eq(tc_left - 1)
+
+        # --- pack into beats, header first ------------------------------------------------------
+        out_w = Signal(range(P + 1))
+        m.d.comb += out_w.eq(Mux(self.out_cfg.shift_en, A, P))
+        beat = Signal(D)
+        fill = Signal(range(D + 1))                   # bits filled
+        beats_left = Signal(COUNT + 4)
+        header_due = Signal()
+        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=D, depth=2)
+        packed_left = Signal(COUNT + 12)              # output words not yet packed
+        full = (fill + out_w) > D
+        emit = Signal()
+        m.d.comb += stage.o.ready.eq(beats.w_rdy & ~header_due & ~full)
+        value = Mux(self.out_cfg.shift_en, stage.o.payload.as_unsigned() & ((1 << A) - 1),
+                    stage.o.payload.as_unsigned())
+        with m.If(header_due):
+            m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(header_beat(BlockKind.OFMAP, 0)
+                                                            | (cmd.beats << 12))]
+            with m.If(beats.w_rdy):
+                m.d.sync += header_due.eq(0)
+        with m.Elif(full & (fill != 0)):
+            m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(beat), emit.eq(beats.w_rdy)]
+            with m.If(beats.w_rdy):
+                m.d.sync += [beat.eq(0), fill.eq(0)]
+        with m.Elif(stage.o.valid & stage.o.ready):
+            shifted = (value << fill)[:D]
+            with m.If(packed_left == 1):
+                # The block's last word: send the (possibly partial) beat now.
+                m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(beat | shifted), emit.eq(1)]
+                m.d.sync += [beat.eq(0), fill.eq(0)]
+            with m.Else():
+                m.d.sync += [beat.eq(beat | shifted), fill.eq(fill + out_w)]
+            m.d.sync += packed_left.eq(packed_left - 1)
+        m.d.comb += [self.o.valid.eq(beats.r_rdy), self.o.payload.eq(beats.r_data),
+                     beats.r_en.eq(self.o.ready)]
+        with m.If(emit):
+            m.d.sync += beats_left.eq(beats_left - 1)
+
+        # --- command --------------------------------------------------------------------------
+        per_chain = Signal(COUNT + 8)
+        setup = Signal()
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                cmd.eq(self.cmd.payload), active.eq(1), setup.eq(1), header_due.eq(1),
+                read_ptr.eq(self.cmd.payload.base),
+                reads_left.eq(self.cmd.payload.chunks * self.cmd.payload.nchains),
+                per_chain.eq((self.cmd.payload.chunks - 1) * bw + self.cmd.payload.last + 1),
+                slot.eq(0), chain.eq(0), chunk.eq(0), k.eq(0), k_chunk.eq(0), tc_p.eq(0),
+                tc_left.eq(self.cmd.payload.chains_per_tc), beats_left.eq(self.cmd.payload.beats),
+                beat.eq(0), fill.eq(0),
+            ]
+        with m.If(setup):
+            # Second cycle of a command: the psum counts, from the registered fields.
+            m.d.sync += [setup.eq(0), words_left.eq(per_chain * cmd.nchains),
+                         packed_left.eq(per_chain * cmd.nchains)]
+        with m.If(active & ~setup & ~header_due & (beats_left == 0) & (words_left == 0)
+                  & (packed_left == 0) & ~beats.r_rdy):
+            m.d.sync += active.eq(0)
+        return m

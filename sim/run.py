@@ -1,0 +1,74 @@
+"""Run one conv layer on the generated accelerator RTL: compile, simulate, decode, report."""
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..gen.compiler import compile_layer, decode_output
+from ..gen.errors import RowstatError
+from .runner import build, run_bench
+
+__all__ = ["run_layer", "stats_from"]
+
+
+def stats_from(arch, layer, program, counters, cycles):
+    """The stats dict of a run: measured cycles, the hardware counters, the mapping."""
+    macs = int(counters["macs"])
+    pes = arch.rows * arch.cols
+    mapping = program.mapping
+    stats = {
+        "cycles": int(cycles),
+        "macs": macs,
+        "macs_skipped_zero": int(counters["macs_skipped_zero"]),
+        "layer_macs": layer.macs,
+        "pe_utilization": (macs + int(counters["macs_skipped_zero"])) / (pes * cycles)
+        if cycles else 0.0,
+        "passes": int(counters["passes"]),
+        "mapping": mapping.to_dict() if hasattr(mapping, "to_dict")
+        else dataclasses.asdict(mapping),
+        "dram_read_words": int(counters["words_in"]),
+        "dram_write_words": int(counters["words_out"]),
+        "glb_reads": int(counters["glb_reads"]),
+        "glb_writes": int(counters["glb_writes"]),
+        "pe_busy_cycles": int(counters["pe_busy_cycles"]),
+        "stall_cycles": int(counters["stall_cycles"]),
+        "hw_cycles": int(counters["cycles"]),
+    }
+    return stats
+
+
+def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
+              io_bits_per_cycle=None, mapping=None, progress=True):
+    """Run ``layer`` on the accelerator RTL in cocotb. Returns (ofmap (N, M, E, F) int64, stats).
+
+    The testbench plays DRAM: it feeds the input stream and drains the output stream as fast
+    as the hardware takes them, or throttled to ``io_bits_per_cycle`` bits per core cycle.
+    """
+    if io_bits_per_cycle is not None and not io_bits_per_cycle > 0:
+        raise RowstatError(f"bad value for --io-bits-per-cycle: {io_bits_per_cycle}; "
+                           f"allowed: a number > 0")
+    program = compile_layer(arch, layer, ifmap, weights, bias, mapping=mapping)
+    built = build(arch, "accelerator", sim, waves=bool(waves), progress=progress)
+    with tempfile.TemporaryDirectory(prefix="rowstat-layer-") as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "data.npy", np.array(program.data, dtype=object), allow_pickle=True)
+        args = {"cmd": list(program.cmd), "data_file": str(tmp / "data.npy"),
+                "out_beats": program.out_beats, "dram_width": arch.dram_width,
+                "io_bits": io_bits_per_cycle, "out_file": str(tmp / "out.npy"),
+                "max_cycles": max(2_000_000, 40 * program.estimated_cycles())
+                if hasattr(program, "estimated_cycles") else 50_000_000}
+        if progress:
+            print(f"simulating {len(program.cmd)} command words, {len(program.data)} data "
+                  f"beats ...", flush=True)
+        report = run_bench(built, "rowstat.sim.accel_bench", args, waves=waves,
+                           progress=progress)
+        beats = np.load(tmp / "out.npy", allow_pickle=True).tolist()
+    ofmap, counters = decode_output(program, beats)
+    stats = stats_from(arch, layer, program, counters, report["cycles"])
+    stats["sim_seconds"] = report["sim_seconds"]
+    stats["build_seconds"] = built.build_seconds
+    if report.get("waves"):
+        stats["waves"] = report["waves"]
+    return ofmap, stats

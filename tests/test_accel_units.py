@@ -1,0 +1,227 @@
+"""Amaranth-simulation unit tests of the accelerator's units: streamer, collector, drain,
+each against a plain Python statement of its contract (rowstat.gen.program)."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth import *
+from amaranth.hdl import Const
+from amaranth.sim import Simulator
+
+from rowstat.gen.config import PRESETS
+from rowstat.gen.program import BlockKind, drain_layout, pack, parse_header, streamer_layout
+from rowstat.hw.array import (filter_beat_layout, filter_packet_layout, gon_packet_layout,
+                              ifmap_beat_layout, ifmap_packet_layout, psum_beat_layout)
+from rowstat.hw.collector import Collector
+from rowstat.hw.drain import Drain
+from rowstat.hw.streamer import Streamer
+from rowstat.sim.golden import output_stage, wrap
+
+
+@pytest.mark.parametrize("kind, seed", [("filter", 0), ("ifmap", 1), ("filter", 2)])
+def test_streamer_sends_region_in_order(kind, seed):
+    arch = PRESETS["eyeriss"] if seed != 2 else PRESETS["tiny"]
+    if kind == "filter":
+        packet, beat = filter_packet_layout(arch), filter_beat_layout(arch)
+        word_w = arch.weight_width
+    else:
+        packet, beat = ifmap_packet_layout(arch), ifmap_beat_layout(arch)
+        word_w = arch.act_width
+    words_per_beat = beat["words"].shape.length
+    beat_bits = words_per_beat * word_w
+    per_word = arch.glb_width // beat_bits
+    rng = random.Random(seed)
+    ntags, chunks, last = rng.randint(1, 9), rng.randint(1, 6), rng.randrange(words_per_beat)
+    tags = [(rng.randrange(1 << packet["row"].shape.width),
+             rng.randrange(1 << packet["col"].shape.width)) for _ in range(ntags)]
+    base = rng.randrange(50)
+    n_beats = chunks * ntags
+    memory = {base + k: rng.getrandbits(arch.glb_width) for k in range(-(-n_beats // per_word))}
+    dut = Streamer(packet, beat, 14, arch.glb_width, 64)
+    row_w = packet["row"].shape.width
+
+    expected = []
+    for b in range(n_beats):
+        value = (memory[base + b // per_word] >> ((b % per_word) * beat_bits)) & ((1 << beat_bits) - 1)
+        lst = last if b // ntags == chunks - 1 else words_per_beat - 1
+        beat_value = value | (lst << beat["last"].offset)
+        row, col = tags[b % ntags]
+        expected.append((row, col, beat_value))
+
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for k, (row, col) in enumerate(tags):
+            ctx.set(dut.tags.en, 1)
+            ctx.set(dut.tags.addr, k)
+            ctx.set(dut.tags.data, row | col << row_w)
+            await ctx.tick()
+        ctx.set(dut.tags.en, 0)
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload.as_value(), pack(streamer_layout(arch), {
+            "base": base, "chunks": chunks, "ntags": ntags, "last": last}))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        read = None
+        cycles = 0
+        while len(got) < n_beats:
+            ready = rng.random() < 0.7
+            ctx.set(dut.o.ready, ready)
+            # One cycle of read latency: answer last cycle's request.
+            if read is not None:
+                ctx.set(dut.glb.data, memory.get(read, 0))
+            _, _, en, addr, valid, payload = await ctx.tick().sample(
+                dut.glb.en, dut.glb.addr, dut.o.valid, dut.o.payload)
+            read = addr if en else None
+            if ready and valid:
+                got.append((payload.row, payload.col, payload.data))
+            cycles += 1
+            assert cycles < 5000
+        for _ in range(5):
+            await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected
+
+
+def test_collector_interleaves_chains():
+    arch = PRESETS["tiny"]
+    gon = gon_packet_layout(arch)
+    beat = psum_beat_layout(arch)
+    beat_bits = beat["words"].shape.length * arch.psum_width
+    dut = Collector(arch, gon, beat_bits, 14)
+    rng = random.Random(3)
+    sources = rng.sample([(r, c) for r in range(arch.rows) for c in range(arch.cols)], 5)
+    base, nchains = 17, len(sources)
+    streams = {c: [rng.getrandbits(beat_bits) for _ in range(rng.randint(1, 6))]
+               for c in range(nchains)}
+    # Random interleaving that keeps each chain's order, as the GON does.
+    order = [c for c in streams for _ in streams[c]]
+    rng.shuffle(order)
+    writes = {}
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for chain, (row, col) in enumerate(sources):
+            ctx.set(dut.chains.en, 1)
+            ctx.set(dut.chains.addr, row * arch.cols + col)
+            ctx.set(dut.chains.data, chain)
+            await ctx.tick()
+        ctx.set(dut.chains.en, 0)
+        ctx.set(dut.base, base)
+        ctx.set(dut.nchains, nchains)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        sent = {c: 0 for c in streams}
+        for chain in order + [None] * 3:
+            if chain is None:
+                ctx.set(dut.i.valid, 0)
+            else:
+                row, col = sources[chain]
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload.as_value(), row | (col << gon["col"].offset)
+                        | (streams[chain][sent[chain]] << gon["data"].offset))
+                sent[chain] += 1
+            _, _, en, addr, value = await ctx.tick().sample(dut.glb.en, dut.glb.addr,
+                                                            dut.glb.data)
+            if en:
+                assert addr not in writes
+                writes[addr] = value
+
+    sim.add_testbench(bench)
+    sim.run()
+    expected = {base + i * nchains + c: v for c, s in streams.items() for i, v in enumerate(s)}
+    assert writes == expected
+
+
+def drain_model(arch, memory, cmd, bias, shift, relu):
+    """The drain contract in plain Python: output beats after the header."""
+    bw = arch.psum_bus_width // arch.psum_width
+    values = []
+    for w in range(cmd["chunks"] * cmd["nchains"]):
+        chunk, chain = divmod(w, cmd["nchains"])
+        valid = cmd["last"] + 1 if chunk == cmd["chunks"] - 1 else bw
+        for slot in range(valid):
+            raw = (memory[cmd["base"] + w] >> (slot * arch.psum_width)) & ((1 << arch.psum_width) - 1)
+            psum = int(wrap(raw, arch.psum_width))
+            s = chunk * bw + slot
+            k, tc = s % cmd["p"], chain // cmd["chains_per_tc"]
+            b = bias[cmd["bias_base"] + tc * cmd["p"] + k]
+            values.append(int(output_stage(wrap(psum + b, arch.psum_width), arch.act_width,
+                                           shift, relu)))
+    out_w = arch.act_width if shift is not None else arch.psum_width
+    per = arch.dram_width // out_w
+    beats = []
+    for start in range(0, len(values), per):
+        beat = 0
+        for k, v in enumerate(values[start:start + per]):
+            beat |= (v & ((1 << out_w) - 1)) << (k * out_w)
+        beats.append(beat)
+    return beats
+
+
+@pytest.mark.parametrize("preset, shift, relu, seed", [
+    ("tiny", 3, True, 0), ("tiny", None, False, 1), ("eyeriss", 8, False, 2),
+    ("eyeriss", None, True, 3)])
+def test_drain_matches_its_contract(preset, shift, relu, seed):
+    arch = PRESETS[preset]
+    rng = random.Random(seed)
+    bw = arch.psum_bus_width // arch.psum_width
+    p = rng.randint(1, 5)
+    cpt = rng.randint(1, 3)
+    cmd = {"base": rng.randrange(20), "chunks": rng.randint(1, 4), "nchains": cpt * rng.randint(1, 3),
+           "last": rng.randrange(bw), "p": p, "chains_per_tc": cpt, "bias_base": rng.randrange(8)}
+    memory = {cmd["base"] + w: rng.getrandbits(arch.glb_width)
+              for w in range(cmd["chunks"] * cmd["nchains"])}
+    bias = [rng.randrange(-2**20, 2**20) for _ in range(64)]
+    expected = drain_model(arch, memory, cmd, bias, shift, relu)
+    cmd["beats"] = len(expected)
+    dut = Drain(arch, 14)
+    from rowstat.hw.output_stage import output_config_layout
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        ctx.set(dut.out_cfg.as_value(), pack(output_config_layout(arch), {
+            "shift_en": shift is not None, "shift": shift or 0, "relu": relu}))
+        for k, b in enumerate(bias):
+            ctx.set(dut.bias.en, 1)
+            ctx.set(dut.bias.addr, k)
+            ctx.set(dut.bias.data, b)
+            await ctx.tick()
+        ctx.set(dut.bias.en, 0)
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload.as_value(), pack(drain_layout(arch), cmd))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        read = None
+        cycles = 0
+        while len(got) < len(expected) + 1:
+            ready = rng.random() < 0.6
+            ctx.set(dut.o.ready, ready)
+            ctx.set(dut.glb.grant, rng.random() < 0.8)
+            if read is not None:
+                ctx.set(dut.glb.data, memory.get(read, 0))
+            _, _, en, grant, addr, valid, payload = await ctx.tick().sample(
+                dut.glb.en, dut.glb.grant, dut.glb.addr, dut.o.valid, dut.o.payload)
+            read = addr if en and grant else None
+            if ready and valid:
+                got.append(payload)
+            cycles += 1
+            assert cycles < 5000
+        for _ in range(6):
+            await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert parse_header(got[0]) == (BlockKind.OFMAP, len(expected))
+    assert got[1:] == expected
