@@ -90,6 +90,52 @@ def cmd_demo(args):
     return 0
 
 
+def _load_array(option, path):
+    import numpy as np
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RowstatError(f"bad value for {option}: {path!r}; allowed: an existing .npy file") \
+            from None
+    except (ValueError, OSError) as exc:
+        raise RowstatError(f"bad value for {option}: {path!r}; allowed: a NumPy .npy file "
+                           f"({exc})") from None
+
+
+def cmd_run(args):
+    """Run one conv layer on the accelerator RTL and compare nothing: write the ofmap."""
+    import json
+    import tempfile
+    import numpy as np
+    from .layer import load_layer
+    from .verilog import write_atomic
+    from ..sim.run import run_layer
+    arch = _arch(args)
+    layer = load_layer(args.layer)
+    ifmap = _load_array("--ifmap", args.ifmap)
+    weights = _load_array("--weights", args.weights)
+    bias = _load_array("--bias", args.bias)
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise RowstatError(f"bad value for --out: {str(out)!r}; allowed: a file name ending in .npy")
+    ofmap, stats = run_layer(arch, layer, ifmap, weights, bias, sim=args.sim, waves=args.waves,
+                             io_bits_per_cycle=args.io_bits_per_cycle)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".npy")
+    import os
+    os.close(fd)
+    np.save(tmp, ofmap.astype(np.int64))
+    os.replace(tmp, out)
+    if args.stats:
+        write_atomic(args.stats, json.dumps(stats, indent=2) + "\n")
+    print(f"wrote {out} {tuple(ofmap.shape)}: {stats['cycles']} cycles, "
+          f"{stats['pe_utilization']:.1%} PE utilisation, {stats['passes']} passes, "
+          f"{stats['dram_read_words']} beats in, {stats['dram_write_words']} beats out")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="rowstat",
@@ -124,6 +170,21 @@ def build_parser():
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--out-dir", default="out", help="where the Verilog goes (default out/)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run one conv layer on the accelerator RTL in cocotb")
+    _arch_options(p)
+    p.add_argument("--layer", required=True, metavar="L.json", help="layer specification")
+    p.add_argument("--ifmap", required=True, metavar="X.npy", help="(N, C, H, W) integers")
+    p.add_argument("--weights", required=True, metavar="W.npy",
+                   help="(M, C/groups, R, S) integers")
+    p.add_argument("--bias", metavar="B.npy", help="(M,) integers")
+    p.add_argument("--out", required=True, metavar="Y.npy", help="ofmap output (N, M, E, F) int64")
+    p.add_argument("--stats", metavar="S.json", help="write the run's statistics")
+    p.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
+    p.add_argument("--io-bits-per-cycle", type=float, default=None, metavar="B",
+                   help="throttle the data link to B bits per core cycle (Eyeriss: 19.2)")
+    p.set_defaults(func=cmd_run)
 
     from ..fpga.sweep_cli import register as register_sweep
     register_sweep(sub)

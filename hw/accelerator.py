@@ -92,6 +92,9 @@ class Accelerator(wiring.Component):
         m.submodules.collector = col = Collector(arch, gon_packet_layout(arch), psum_beat_bits,
                                                  space)
         m.submodules.drain = drain = Drain(arch, space)
+        # The units, for simulation probes and debugging.
+        self.units = dict(ctrl=ctrl, glb=glb, loader=loader, filt_stream=fs, ifmap_stream=ist,
+                          psum_stream=ps, collector=col, drain=drain, array=array)
 
         # Commands and configuration.
         wiring.connect(m, wiring.flipped(self.cmd), ctrl.cmd)
@@ -105,6 +108,7 @@ class Accelerator(wiring.Component):
             ctrl.drain_busy.eq(drain.busy),
             ctrl.streamers_busy.eq(fs.busy | ist.busy | ps.busy),
             array.cfg.eq(ctrl.layer.pe),
+            array.cfg.psum_in_en.eq(ctrl.array_psum_in),
             array.start.eq(ctrl.array_start),
             ctrl.array_busy.eq(array.busy),
             ctrl.array_macs.eq(array.macs), ctrl.array_skipped.eq(array.skipped),

@@ -40,6 +40,8 @@ class Controller(wiring.Component):
     filt_cmd, ifmap_cmd, psum_cmd : Out(stream of streamer_layout)
     streamers_busy : In(1)
     array_start : Out(1)
+    array_psum_in : Out(1)
+        With ``array_start``: the pass takes input psums from the psum GIN.
     array_busy : In(1)
     array_macs, array_skipped, array_idle, array_stalls, array_cycles : In(...)
         The array's per-pass counters, final when ``array_busy`` falls.
@@ -71,6 +73,7 @@ class Controller(wiring.Component):
             "psum_cmd": Out(stream.Signature(streamer_layout(arch))),
             "streamers_busy": In(1),
             "array_start": Out(1),
+            "array_psum_in": Out(1),
             "array_busy": In(1),
             "array_macs": In(w), "array_skipped": In(w), "array_idle": In(w),
             "array_stalls": In(w), "array_cycles": In(w),
@@ -137,8 +140,10 @@ class Controller(wiring.Component):
             self.filt_cmd.payload.eq(pass_args.filt),
             self.ifmap_cmd.payload.eq(pass_args.ifmap),
             self.psum_cmd.payload.eq(pass_args.psum),
-            self.collector_base.eq(pass_args.out_base),
-            self.collector_nchains.eq(pass_args.nchains),
+            # Sampled by the collector with array_start, while the PASS is being issued.
+            self.collector_base.eq(view[Op.PASS].out_base),
+            self.collector_nchains.eq(view[Op.PASS].nchains),
+            self.array_psum_in.eq(view[Op.PASS].psum.chunks != 0),
         ]
         dump_index = Signal(range(len(COUNTERS) * 4 + 2))
         beats_per = -(-COUNTER_WIDTH // arch.dram_width)

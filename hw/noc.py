@@ -4,22 +4,31 @@ Network (GON).
 One :class:`MulticastGIN` carries one data type (filter, ifmap or psum) from the global buffer to
 the PE array. Every packet carries a (row tag, col tag); each X-bus (PE row) has a multicast
 controller holding a row ID and each PE one holding a col ID, all set per layer. A packet reaches
-exactly the PEs ``(r, c)`` with ``row_ids[r] == row tag`` and ``col_ids[r][c] == col tag``, all of
-them in the same cycle, and it is sent only when every one of them can take it.
+exactly the PEs ``(r, c)`` with ``row_en[r]``, ``col_en[r][c]``, ``row_ids[r] == row tag`` and
+``col_ids[r][c] == col tag``, all of them in the same cycle, and it is sent only when every one of
+them can take it.
 
-:class:`GON` goes the other way: one stream per column (from the top PE of the column) merged by a
-round-robin arbiter into one stream of ``(col, data)`` packets towards the global buffer.
+:class:`GON` goes the other way: one stream per column merged by a round-robin arbiter into one
+stream of ``(col, data)`` packets towards the global buffer. :class:`GON2D` takes one stream from
+every PE (any PE can be the top of a psum chain): a :class:`GON` per PE row, then one across the
+rows, giving ``(row, col, data)`` packets.
 
-Both are built from plain integers so they can be tested on their own; the array top derives the
+Several words travel in one bus beat where the bus is wide enough: :func:`beat_layout` is such a
+beat (``words`` plus ``last``, the index of the last valid word, so that the last beat of a stream
+may be partial); :class:`BeatToWords` unpacks beats into a word stream (one per PE and data type,
+after the GIN) and :class:`WordsToBeat` packs words into beats (one per PE, before the GON).
+
+All are built from plain integers so they can be tested on their own; the array top derives the
 integers from its configuration.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["packet_layout", "gon_packet_layout", "MulticastGIN", "GON"]
+__all__ = ["packet_layout", "gon_packet_layout", "gon2d_packet_layout", "beat_layout",
+           "MulticastGIN", "MulticastBus", "GON", "GON2D", "BeatToWords", "WordsToBeat"]
 
 
 def _check_positive(name, value):
@@ -68,6 +77,33 @@ def gon_packet_layout(cols, payload_width):
     })
 
 
+def gon2d_packet_layout(rows, cols, payload_width):
+    """Layout of a :class:`GON2D` packet: source ``row`` and ``col``, ``data`` payload."""
+    _check_positive("Row count", rows)
+    _check_positive("Column count", cols)
+    _check_positive("Payload width", payload_width)
+    return data.StructLayout({
+        "row":  unsigned(_index_width(rows)),
+        "col":  unsigned(_index_width(cols)),
+        "data": unsigned(payload_width),
+    })
+
+
+def beat_layout(word_shape, words):
+    """Layout of one bus beat carrying up to ``words`` words of ``word_shape``.
+
+    ``words[k]`` is word k (word 0 in the least significant bits); ``last`` is the index of the
+    last valid word (``words - 1`` for a full beat), so a stream whose length is not a multiple
+    of ``words`` ends with a partial beat. ``last`` is at least one bit wide.
+    """
+    _check_positive("Words per beat", words)
+    word_shape = Shape.cast(word_shape)
+    return data.StructLayout({
+        "words": data.ArrayLayout(word_shape, words),
+        "last":  unsigned(_index_width(words)),
+    })
+
+
 class MulticastGIN(wiring.Component):
     """Global Input Network for one data type: Y-bus, ``rows`` X-buses, tag-matching multicast.
 
@@ -101,8 +137,11 @@ class MulticastGIN(wiring.Component):
     nothing else while its FIFO has room, and never holds up a head packet not addressed to it.
 
     A packet that matches no PE is consumed in one cycle without writing anywhere, and flagged
-    on ``unmatched``. IDs are sampled when a packet enters the main register: change them only
-    when the GIN is idle (``busy`` low), i.e. between layers.
+    on ``unmatched``. IDs and enables are sampled when a packet enters the main register: change
+    them only when the GIN is idle (``busy`` low), i.e. between layers.
+
+    Enables: an X-bus whose ``row_en`` is low and a PE whose ``col_en`` is low match nothing,
+    whatever their IDs (unused buses and PEs are gated off). Both default to 1.
 
     Parameters
     ----------
@@ -123,6 +162,10 @@ class MulticastGIN(wiring.Component):
         Row ID of each X-bus multicast controller; static during a layer.
     col_ids : In(unsigned(col_id_width)).array(rows, cols)
         Col ID of each PE, indexed ``[r][c]``; static during a layer.
+    row_en : In(1, init=1).array(rows)
+        Enable of each X-bus multicast controller.
+    col_en : In(1, init=1).array(rows, cols)
+        Enable of each PE's multicast controller.
     o : Out(stream.Signature(unsigned(payload_width))).array(rows, cols)
         Payload stream into each PE, indexed ``[r][c]`` (the PE FIFO's read side).
     delivered : Out(1)
@@ -156,6 +199,8 @@ class MulticastGIN(wiring.Component):
             "i":         In(stream.Signature(self._layout)),
             "row_ids":   In(unsigned(row_id_width)).array(rows),
             "col_ids":   In(unsigned(col_id_width)).array(rows, cols),
+            "row_en":    In(1, init=1).array(rows),
+            "col_en":    In(1, init=1).array(rows, cols),
             "o":         Out(stream.Signature(unsigned(payload_width))).array(rows, cols),
             "delivered": Out(1),
             "unmatched": Out(1),
@@ -183,6 +228,87 @@ class MulticastGIN(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
+        m.submodules.bus = bus = MulticastBus(rows, cols, self._row_id_width, self._col_id_width,
+                                              self._payload_width)
+        wiring.connect(m, wiring.flipped(self.i), bus.i)
+        for r in range(rows):
+            m.d.comb += [bus.row_ids[r].eq(self.row_ids[r]), bus.row_en[r].eq(self.row_en[r])]
+            for c in range(cols):
+                m.d.comb += [bus.col_ids[r][c].eq(self.col_ids[r][c]),
+                             bus.col_en[r][c].eq(self.col_en[r][c])]
+        # PE FIFOs; "has room" is the FIFO's w_rdy, a function of its level register.
+        for r in range(rows):
+            for c in range(cols):
+                fifo = SyncFIFO(width=self._payload_width, depth=self._fifo_depth)
+                m.submodules[f"pe_fifo_{r}_{c}"] = fifo
+                out = self.o[r][c]
+                m.d.comb += [
+                    bus.room[r][c].eq(fifo.w_rdy),
+                    fifo.w_en.eq(bus.write[r][c]),
+                    fifo.w_data.eq(bus.data),
+                    out.payload.eq(fifo.r_data),
+                    out.valid.eq(fifo.r_rdy),
+                    fifo.r_en.eq(out.ready),
+                ]
+        m.d.comb += [
+            self.delivered.eq(bus.delivered),
+            self.unmatched.eq(bus.unmatched),
+            self.stall.eq(bus.stall),
+            self.busy.eq(bus.busy),
+        ]
+        return m
+
+
+class MulticastBus(wiring.Component):
+    """The Y-bus and X-buses of a :class:`MulticastGIN` without the PE FIFOs.
+
+    Everything of :class:`MulticastGIN` except where the FIFOs sit: the array keeps each PE's
+    FIFO in the PE's site, so the bus writes into it through ``write[r][c]`` (one strobe per PE,
+    all in the same cycle for a multicast) and the shared ``data``, and learns whether it has
+    room from ``room[r][c]``, which must be a function of registers (the FIFO's level) so that
+    the all-destinations-ready check starts from flops.
+
+    Attributes
+    ----------
+    i, row_ids, col_ids, row_en, col_en, delivered, unmatched, stall, busy
+        As in :class:`MulticastGIN`.
+    room : In(1).array(rows, cols)
+        The PE's FIFO can take a packet this cycle.
+    write : Out(1).array(rows, cols)
+        Write ``data`` into the PE's FIFO this cycle.
+    data : Out(unsigned(payload_width))
+        Payload of the packet being sent (from the Y-bus register).
+    """
+
+    def __init__(self, rows, cols, row_id_width, col_id_width, payload_width):
+        _check_positive("Row count", rows)
+        _check_positive("Column count", cols)
+        self._layout = packet_layout(row_id_width, col_id_width, payload_width)
+        self._rows = rows
+        self._cols = cols
+        self._payload_width = payload_width
+        super().__init__({
+            "i":         In(stream.Signature(self._layout)),
+            "row_ids":   In(unsigned(row_id_width)).array(rows),
+            "col_ids":   In(unsigned(col_id_width)).array(rows, cols),
+            "row_en":    In(1, init=1).array(rows),
+            "col_en":    In(1, init=1).array(rows, cols),
+            "room":      In(1).array(rows, cols),
+            "write":     Out(1).array(rows, cols),
+            "data":      Out(unsigned(payload_width)),
+            "delivered": Out(1),
+            "unmatched": Out(1),
+            "stall":     Out(1),
+            "busy":      Out(1),
+        })
+
+    @property
+    def layout(self):
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
 
         # Y-bus register: a skid buffer. `main_*` is the packet on the buses; `skid_*` catches
         # the one packet that may arrive in the cycle the main register turns out to be stuck,
@@ -196,6 +322,7 @@ class MulticastGIN(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(~skid_valid),
             self.busy.eq(main_valid | skid_valid),
+            self.data.eq(main_data),
         ]
 
         # The packet that enters the main register next: the skid one if any, else the input.
@@ -205,26 +332,13 @@ class MulticastGIN(wiring.Component):
         # Multicast controllers: X-bus row ID match, then per-PE col ID match.
         src_mask = Signal(rows * cols)
         for r in range(rows):
-            row_hit = self.row_ids[r] == src.row
+            row_hit = self.row_en[r] & (self.row_ids[r] == src.row)
             for c in range(cols):
-                m.d.comb += src_mask[r * cols + c].eq(row_hit & (self.col_ids[r][c] == src.col))
+                m.d.comb += src_mask[r * cols + c].eq(
+                    row_hit & self.col_en[r][c] & (self.col_ids[r][c] == src.col))
 
-        # PE FIFOs and their registered "has room" flags.
         room = Signal(rows * cols)
-        fifos = []
-        for r in range(rows):
-            for c in range(cols):
-                fifo = SyncFIFO(width=self._payload_width, depth=self._fifo_depth)
-                m.submodules[f"pe_fifo_{r}_{c}"] = fifo
-                fifos.append(fifo)
-                out = self.o[r][c]
-                m.d.comb += [
-                    room[r * cols + c].eq(fifo.w_rdy),
-                    fifo.w_data.eq(main_data),
-                    out.payload.eq(fifo.r_data),
-                    out.valid.eq(fifo.r_rdy),
-                    fifo.r_en.eq(out.ready),
-                ]
+        m.d.comb += room.eq(Cat(self.room[r][c] for r in range(rows) for c in range(cols)))
 
         # Send decision: per X-bus first (cols pairs), then across the Y-bus (rows bits).
         row_ok = Signal(rows)
@@ -234,8 +348,9 @@ class MulticastGIN(wiring.Component):
         all_ok = row_ok.all()
         send = Signal()
         m.d.comb += send.eq(main_valid & all_ok)
-        for k, fifo in enumerate(fifos):
-            m.d.comb += fifo.w_en.eq(send & main_mask[k])
+        for r in range(rows):
+            for c in range(cols):
+                m.d.comb += self.write[r][c].eq(send & main_mask[r * cols + c])
 
         # Main register advances when empty or when its packet leaves this cycle.
         with m.If(~main_valid | send):
@@ -294,6 +409,8 @@ class GON(wiring.Component):
         Beats tagged with their source column, towards the global buffer.
     stall : Out(1)
         High for each cycle some column had a beat but the output FIFO was full.
+    busy : Out(1)
+        The output FIFO holds a beat (a function of its level register).
 
     Raises
     ------
@@ -311,6 +428,7 @@ class GON(wiring.Component):
             "i":     In(stream.Signature(unsigned(payload_width))).array(cols),
             "o":     Out(stream.Signature(self._layout)),
             "stall": Out(1),
+            "busy":  Out(1),
         })
 
     @property
@@ -361,7 +479,211 @@ class GON(wiring.Component):
             self.o.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.o.ready),
             self.stall.eq(req.any() & ~fifo.w_rdy),
+            self.busy.eq(fifo.r_rdy),
         ]
         with m.If(push):
             m.d.sync += last.eq(sel)
+        return m
+
+
+class GON2D(wiring.Component):
+    """Global Output Network from every PE: a :class:`GON` per PE row, then one across the rows.
+
+    Any PE may be the top of a psum chain (a placement stacks several bands of PE rows), so
+    every PE has an input. Each row's round-robin arbiter writes into its own FIFO; a second
+    round-robin arbiter over the rows writes into the output FIFO. Every stage starts from flops
+    (the row FIFOs' outputs and levels), so no ready or valid path crosses the array
+    combinationally; ``i[r][c].ready`` depends only on the valids of row r and on the row FIFO's
+    level. Latency: a beat taken from ``i[r][c]`` in cycle ``t`` is valid on ``o`` in cycle
+    ``t + 2``; throughput one beat per cycle in total, and per row.
+
+    Fairness is per stage: the rows with beats waiting take turns, and within a row the columns
+    do. Each PE's own beats stay in order.
+
+    Parameters
+    ----------
+    rows, cols : int
+        PE array shape.
+    payload_width : int
+        Width of a beat.
+    fifo_depth : int
+        Entries of each row FIFO and of the output FIFO (default 2).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(payload_width))).array(rows, cols)
+        One stream per PE, indexed ``[r][c]``.
+    o : Out(stream.Signature(gon2d_packet_layout(rows, cols, payload_width)))
+        Beats tagged with their source PE.
+    busy : Out(1)
+        A beat is held in some FIFO of the network (a function of the FIFOs' level registers).
+    stall : Out(1)
+        High for each cycle some beat could not advance because the next FIFO was full.
+    """
+
+    def __init__(self, rows, cols, payload_width, fifo_depth=2):
+        _check_positive("FIFO depth", fifo_depth)
+        self._layout = gon2d_packet_layout(rows, cols, payload_width)
+        self._rows = rows
+        self._cols = cols
+        self._payload_width = payload_width
+        self._fifo_depth = fifo_depth
+        super().__init__({
+            "i":     In(stream.Signature(unsigned(payload_width))).array(rows, cols),
+            "o":     Out(stream.Signature(self._layout)),
+            "stall": Out(1),
+            "busy":  Out(1),
+        })
+
+    @property
+    def layout(self):
+        """Layout of the packets on ``o``."""
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+        inner = gon_packet_layout(cols, self._payload_width)
+        top = m.submodules.rows = GON(rows, inner.size, self._fifo_depth)
+        busy = [top.busy]
+        stall = [top.stall]
+        for r in range(rows):
+            row = m.submodules[f"row_{r}"] = GON(cols, self._payload_width, self._fifo_depth)
+            for c in range(cols):
+                wiring.connect(m, wiring.flipped(self.i[r][c]), row.i[c])
+            m.d.comb += [
+                top.i[r].valid.eq(row.o.valid),
+                top.i[r].payload.eq(row.o.payload),
+                row.o.ready.eq(top.i[r].ready),
+            ]
+            busy.append(row.busy)
+            stall.append(row.stall)
+        beat = data.View(inner, top.o.payload.data)
+        m.d.comb += [
+            self.o.valid.eq(top.o.valid),
+            self.o.payload.row.eq(top.o.payload.col),
+            self.o.payload.col.eq(beat.col),
+            self.o.payload.data.eq(beat.data),
+            top.o.ready.eq(self.o.ready),
+            self.busy.eq(Cat(busy).any()),
+            self.stall.eq(Cat(stall).any()),
+        ]
+        return m
+
+
+class BeatToWords(wiring.Component):
+    """Unpacks bus beats (:func:`beat_layout`) into a stream of words, word 0 first.
+
+    The beat is held in a shift register; ``i.ready`` is high when the register is empty or its
+    last word leaves this cycle, so a stream of full beats and a reader that is always ready give
+    one word per cycle without bubbles (one-word beats included). ``i.ready`` depends on
+    ``o.ready`` combinationally: the adapter sits between a PE's GIN FIFO and the PE, so the path
+    stays inside one PE's site.
+
+    Parameters
+    ----------
+    word_shape : shape-like
+        Shape of a word (signed for PE data).
+    words : int
+        Words per beat.
+    """
+
+    def __init__(self, word_shape, words):
+        self._layout = beat_layout(word_shape, words)
+        self._word_shape = Shape.cast(word_shape)
+        self._words = words
+        super().__init__({
+            "i": In(stream.Signature(self._layout)),
+            "o": Out(stream.Signature(self._word_shape)),
+        })
+
+    @property
+    def layout(self):
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        n, w = self._words, self._word_shape.width
+        buf = Signal(n * w)
+        left = Signal(range(n + 1))
+        last = self.i.payload.last
+        m.d.comb += [
+            self.o.valid.eq(left != 0),
+            self.o.payload.eq(buf[:w]),
+            self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [
+                buf.eq(self.i.payload.words.as_value()),
+                left.eq(Mux(last >= n, n, last + 1)),
+            ]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += [buf.eq(buf >> w), left.eq(left - 1)]
+        return m
+
+
+class WordsToBeat(wiring.Component):
+    """Packs a stream of words into bus beats (:func:`beat_layout`), word 0 first.
+
+    A beat goes out when it is full, or, partial, when ``flush`` is high and it holds at least
+    one word (the array raises ``flush`` when the PE feeding it has finished its pass, so the
+    last beat of a pass may be partial). ``o`` comes from registers. While a beat waits on
+    ``o`` no word is taken (``i.ready`` is the "beat not full" flop), so a word stream at one
+    word per cycle sees one bubble per beat.
+
+    Parameters
+    ----------
+    word_shape : shape-like
+        Shape of a word.
+    words : int
+        Words per beat.
+
+    Attributes
+    ----------
+    flush : In(1)
+        Send the partial beat, if any.
+    busy : Out(1)
+        A beat is being collected or waits to leave.
+    """
+
+    def __init__(self, word_shape, words):
+        self._layout = beat_layout(word_shape, words)
+        self._word_shape = Shape.cast(word_shape)
+        self._words = words
+        super().__init__({
+            "i":     In(stream.Signature(self._word_shape)),
+            "o":     Out(stream.Signature(self._layout)),
+            "flush": In(1),
+            "busy":  Out(1),
+        })
+
+    @property
+    def layout(self):
+        return self._layout
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._words
+        acc = Signal(self._layout["words"].shape)
+        count = Signal(range(n + 1))
+        full = Signal()
+        m.d.comb += [
+            self.o.valid.eq(full),
+            self.o.payload.words.eq(acc),
+            self.o.payload.last.eq(count - 1),
+            self.i.ready.eq(~full),
+            self.busy.eq(full | (count != 0)),
+        ]
+        with m.If(full):
+            with m.If(self.o.ready):
+                m.d.sync += [full.eq(0), count.eq(0)]
+        with m.Elif(self.i.valid):
+            for k in range(n):
+                with m.If(count == k):
+                    m.d.sync += acc[k].eq(self.i.payload)
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == n - 1):
+                m.d.sync += full.eq(1)
+        with m.Elif(self.flush & (count != 0)):
+            m.d.sync += full.eq(1)
         return m
