@@ -57,6 +57,60 @@ def cmd_generate(args):
 
 
 def cmd_demo(args):
+    if args.top == "pe":
+        return demo_pe(args)
+    return demo_layer(args)
+
+
+def demo_layer(args):
+    """Generate the accelerator, run a conv layer on it in cocotb, compare with the golden model."""
+    import numpy as np
+    from .layer import LayerSpec
+    from .verilog import generate, write_atomic, write_json
+    from ..sim.golden import golden_layer
+    from ..sim.run import run_layer
+    arch = _arch(args)
+    name = args.preset or "eyeriss"
+    out_dir = Path(args.out_dir)
+    t0 = time.monotonic()
+    text, description = generate(arch, "accelerator")
+    verilog = out_dir / f"{name}_accelerator.v"
+    write_json(verilog.with_suffix(".json"), description)
+    write_atomic(verilog, text)
+    print(f"[1/3] generated {verilog}: {len(text.splitlines())} lines of Verilog in "
+          f"{time.monotonic() - t0:.1f} s")
+    # An AlexNet-CONV3-like layer (3x3, 13x13, padding 1) at a size that simulates quickly.
+    layer = LayerSpec(N=1, C=args.channels, H=13, W=13, M=args.channels, R=min(3, arch.rows),
+                      S=3, padding=1, relu=True, shift=8)
+    rng = np.random.default_rng(args.seed)
+    x = rng.integers(-(1 << (arch.act_width - 1)), 1 << (arch.act_width - 1), layer.ifmap_shape)
+    x[rng.random(layer.ifmap_shape) < 0.3] = 0
+    w = rng.integers(-(1 << (arch.weight_width - 1)), 1 << (arch.weight_width - 1),
+                     layer.weight_shape)
+    b = rng.integers(-(1 << 16), 1 << 16, (layer.M,))
+    print(f"[2/3] running {layer.M}x{layer.C}x{layer.R}x{layer.S} conv on a "
+          f"{layer.H}x{layer.W} ifmap ({layer.macs:,} MACs) on the {arch.rows}x{arch.cols} "
+          f"accelerator in cocotb ({args.sim or 'verilator'}); the first build takes minutes",
+          flush=True)
+    ofmap, stats = run_layer(arch, layer, x, w, b, sim=args.sim, waves=args.waves)
+    expected = golden_layer(arch, layer, x, w, b)
+    exact = bool(np.array_equal(ofmap, expected))
+    mp = stats["mapping"]
+    print(f"[3/3] {'PASS' if exact else 'FAIL'}: ofmap {tuple(ofmap.shape)} "
+          f"{'bit-exact against' if exact else 'DIFFERS from'} the golden model "
+          f"({int(np.count_nonzero(ofmap != expected))} of {ofmap.size} values differ)")
+    print(f"      mapping n={mp['n']} e={mp['e']} p={mp['p']} q={mp['q']} r={mp['r']} "
+          f"t={mp['t']} m={mp['m']}, {stats['passes']} passes")
+    print(f"      {stats['cycles']} cycles, PE utilisation {stats['pe_utilization']:.1%}, "
+          f"{stats['macs']} MACs done + {stats['macs_skipped_zero']} skipped by zero gating")
+    print(f"      DRAM beats in/out {stats['dram_read_words']}/{stats['dram_write_words']}, "
+          f"GLB reads/writes {stats['glb_reads']}/{stats['glb_writes']}")
+    print(f"      build {stats['build_seconds']:.0f} s (0 = cached), simulation "
+          f"{stats['sim_seconds']:.1f} s")
+    return 0 if exact else 1
+
+
+def demo_pe(args):
     """Generate the PE, simulate random passes on it in cocotb, compare with the golden model."""
     from .verilog import generate, write_atomic, write_json
     from ..sim.runner import check_pe
@@ -156,10 +210,14 @@ def build_parser():
                    help="Verilog output; FILE.json is written beside it")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="generate the PE and check it in cocotb against the golden "
-                                    "model (the README's main job)")
+    p = sub.add_parser("demo", help="generate the accelerator, run a conv layer on it in cocotb "
+                                    "and compare with the golden model (the README's main job)")
     _arch_options(p)
-    p.add_argument("--cases", type=int, default=100, help="random passes (default 100)")
+    p.add_argument("--top", choices=["accelerator", "pe"], default="accelerator",
+                   help="a whole layer on the accelerator (default), or random passes on one PE")
+    p.add_argument("--channels", type=int, default=16,
+                   help="input and output channels of the demo layer (default 16)")
+    p.add_argument("--cases", type=int, default=100, help="PE demo: random passes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--idle", type=float, default=0.2,
                    help="probability an input is idle in a cycle (default 0.2)")
@@ -195,7 +253,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for name in ("cases",):
+        for name in ("cases", "channels"):
             if getattr(args, name, 1) < 1:
                 raise RowstatError(f"bad value for --{name}: {getattr(args, name)}; "
                                    f"allowed: an integer >= 1")

@@ -121,7 +121,8 @@ class Accelerator(wiring.Component):
             col.nchains.eq(ctrl.collector_nchains),
             ctrl.glb_reads.eq(glb.reads), ctrl.glb_writes.eq(glb.writes),
             ctrl.words_in.eq(self.data_in.valid & self.data_in.ready),
-            ctrl.words_out.eq(self.data_out.valid & self.data_out.ready),
+            # Ofmap beats (headers included), not the counter dump that reports them.
+            ctrl.words_out.eq(drain.o.valid & drain.o.ready),
             self.busy.eq(ctrl.busy),
         ]
 

@@ -20,6 +20,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
+def _progress(path, done, total, note):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"done": done, "total": total, "unit": "beats in", "note": note}, fh)
+    os.replace(tmp, path)
+
+
 @cocotb.test()
 async def accelerator_program(dut):
     args = json.loads(open(os.environ["ROWSTAT_BENCH_ARGS"]).read())
@@ -30,6 +37,7 @@ async def accelerator_program(dut):
     rate = args.get("io_bits")
     max_cycles = args.get("max_cycles", 50_000_000)
 
+    progress = os.environ.get("ROWSTAT_BENCH_PROGRESS")
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
     dut.cmd__valid.value = 0
@@ -79,6 +87,8 @@ async def accelerator_program(dut):
             out_pending = False
         await RisingEdge(dut.clk)
         cycles += 1
+        if progress and cycles % 20000 == 0:
+            _progress(progress, di, len(data), f"{cycles} cycles, {len(out)}/{n_out} beats out")
         if rate is not None:
             budget = min(budget + rate, 4 * width)
         if cycles > max_cycles:

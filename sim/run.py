@@ -23,8 +23,9 @@ def stats_from(arch, layer, program, counters, cycles):
         "macs": macs,
         "macs_skipped_zero": int(counters["macs_skipped_zero"]),
         "layer_macs": layer.macs,
-        "pe_utilization": (macs + int(counters["macs_skipped_zero"])) / (pes * cycles)
-        if cycles else 0.0,
+        # Eyeriss's measure: the layer's MACs over all PE cycles (padding and idle PEs count
+        # against it, zero gating does not count for it).
+        "pe_utilization": layer.macs / (pes * cycles) if cycles else 0.0,
         "passes": int(counters["passes"]),
         "mapping": mapping.to_dict() if hasattr(mapping, "to_dict")
         else dataclasses.asdict(mapping),

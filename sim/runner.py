@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,29 @@ def build(arch, top="pe", sim=None, waves=False, progress=True):
     return Build(sim, top, module, build_dir, description, build_seconds, verilog_seconds)
 
 
+def _show_progress(thread, path, enabled):
+    """Wait for ``thread``; meanwhile show the bench's progress file (``{"done": x,
+    "total": y, "unit": ...}``) as a progress bar on stderr."""
+    bar = None
+    while thread.is_alive():
+        thread.join(1.0)
+        if not enabled or not path.exists():
+            continue
+        try:
+            state = json.loads(path.read_text())
+        except (ValueError, OSError):
+            continue
+        if bar is None:
+            from tqdm import tqdm
+            bar = tqdm(total=state["total"], unit=state.get("unit", ""), file=sys.stderr,
+                       desc="simulating", dynamic_ncols=True)
+        bar.n = state["done"]
+        bar.set_postfix_str(state.get("note", ""), refresh=False)
+        bar.refresh()
+    if bar is not None:
+        bar.close()
+
+
 def run_bench(built, bench_module, args, testcase=None, waves=None, progress=True):
     """Run a cocotb bench module on a build.
 
@@ -117,20 +141,33 @@ def run_bench(built, bench_module, args, testcase=None, waves=None, progress=Tru
         (tmp / "args.json").write_text(json.dumps(args))
         report_path = tmp / "report.json"
         log = tmp / "sim.log"
+        progress_path = tmp / "progress.json"
         env = {"ROWSTAT_BENCH_ARGS": str(tmp / "args.json"),
-               "ROWSTAT_BENCH_REPORT": str(report_path)}
+               "ROWSTAT_BENCH_REPORT": str(report_path),
+               "ROWSTAT_BENCH_PROGRESS": str(progress_path)}
         t0 = time.monotonic()
-        try:
-            results = runner.test(
-                test_module=bench_module, hdl_toplevel=built.module, testcase=testcase,
-                hdl_toplevel_lang="verilog",
-                build_dir=built.build_dir, test_dir=tmp, results_xml=str(tmp / "results.xml"),
-                extra_env=env, log_file=log, waves=bool(waves),
-                timescale=ICARUS_TIMESCALE if built.sim == "icarus" else None)
+        outcome = {}
+
+        def simulate():
+            try:
+                outcome["results"] = runner.test(
+                    test_module=bench_module, hdl_toplevel=built.module, testcase=testcase,
+                    hdl_toplevel_lang="verilog", build_dir=built.build_dir, test_dir=tmp,
+                    results_xml=str(tmp / "results.xml"), extra_env=env, log_file=log,
+                    waves=bool(waves),
+                    timescale=ICARUS_TIMESCALE if built.sim == "icarus" else None)
+            except (RuntimeError, SystemExit) as exc:
+                outcome["error"] = exc
+
+        # The simulation runs in a thread so that long runs can show the bench's progress.
+        thread = threading.Thread(target=simulate, daemon=True)
+        thread.start()
+        _show_progress(thread, progress_path, progress)
+        if "error" in outcome:
+            tests, failed, results = 0, 1, outcome["error"]
+        else:
+            results = outcome["results"]
             tests, failed = get_results(results)
-        except (RuntimeError, SystemExit) as exc:
-            tests, failed = 0, 1
-            results = exc
         seconds = time.monotonic() - t0
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
         if waves:

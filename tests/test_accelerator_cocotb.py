@@ -1,0 +1,136 @@
+"""Whole layers on the accelerator RTL in cocotb, bit-exact against the golden model."""
+
+import numpy as np
+import pytest
+
+from rowstat import run_layer
+from rowstat.gen.compiler import compile_layer
+from rowstat.gen.config import PRESETS
+from rowstat.gen.errors import MappingError, RowstatError
+from rowstat.gen.layer import LayerSpec
+from rowstat.gen.program import COUNTERS
+from rowstat.sim.golden import golden_layer
+
+ODD = PRESETS["tiny"].replace(rows=5, cols=7)
+
+
+def random_layer(arch, rng):
+    """A random small layer that the arch can map: any shape feature the compiler handles."""
+    while True:
+        R = int(rng.integers(1, min(arch.rows, 5) + 1))
+        S = int(rng.integers(1, min(arch.ifmap_spad_depth, 5) + 1))
+        stride = int(rng.integers(1, 4))
+        padding = int(rng.integers(0, min(R, S)))
+        groups = int(rng.choice([1, 1, 2]))
+        C = groups * int(rng.integers(1, 4))
+        M = groups * int(rng.integers(1, 4))
+        H = int(rng.integers(max(1, R - 2 * padding), 10))
+        W = int(rng.integers(max(1, S - 2 * padding), 10))
+        try:
+            layer = LayerSpec(N=int(rng.integers(1, 3)), C=C, H=H, W=W, M=M, R=R, S=S,
+                              stride=stride, padding=padding, groups=groups,
+                              relu=bool(rng.integers(0, 2)),
+                              shift=None if rng.integers(0, 2) else int(rng.integers(0, 9)))
+        except RowstatError:
+            continue
+        return layer
+
+
+def random_data(arch, layer, rng, zeros=0.3):
+    def signed(width, shape):
+        v = rng.integers(-(1 << (width - 1)), 1 << (width - 1), shape)
+        v[rng.random(shape) < zeros] = 0
+        return v
+    return (signed(arch.act_width, layer.ifmap_shape), signed(arch.weight_width, layer.weight_shape),
+            signed(arch.psum_width - 4, (layer.M,)))
+
+
+def check(arch, layer, seed, **options):
+    rng = np.random.default_rng(seed)
+    x, w, b = random_data(arch, layer, rng)
+    ofmap, stats = run_layer(arch, layer, x, w, b, progress=False, **options)
+    expected = golden_layer(arch, layer, x, w, b)
+    assert ofmap.shape == expected.shape and ofmap.dtype == np.int64
+    assert np.array_equal(ofmap, expected), f"{layer}: {np.argwhere(ofmap != expected)[:5]}"
+    program = compile_layer(arch, layer, x, w, b)
+    # Counters against hand-derived expectations.
+    assert stats["dram_read_words"] == len(program.data)
+    # Every output beat but the counter block (its header and the counters) is ofmap.
+    assert stats["dram_write_words"] == program.out_beats - 1 - len(COUNTERS) * program.counter_beats
+    assert stats["macs"] + stats["macs_skipped_zero"] >= layer.macs
+    assert stats["macs_skipped_zero"] > 0 if (x == 0).any() else True
+    assert stats["passes"] == program.mapping.passes
+    assert 0 < stats["pe_utilization"] <= 1
+    return stats
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_accelerator_random_layers_tiny(seed):
+    arch = PRESETS["tiny"]
+    check(arch, random_layer(arch, np.random.default_rng(1000 + seed)), seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_accelerator_random_layers_odd_array(seed):
+    check(ODD, random_layer(ODD, np.random.default_rng(2000 + seed)), seed)
+
+
+@pytest.mark.parametrize("layer", [
+    # Several channel blocks, strips and filter sub-blocks: psums stay in the GLB.
+    LayerSpec(N=1, C=7, H=9, W=8, M=9, R=3, S=3, padding=1, relu=True, shift=4),
+    # Stride larger than the filter, grouped, raw psums out.
+    LayerSpec(N=2, C=4, H=9, W=9, M=4, R=2, S=2, stride=3, groups=2),
+    # 1x1 convolution.
+    LayerSpec(N=1, C=6, H=5, W=5, M=5, R=1, S=1),
+], ids=["blocks", "stride3-groups", "pointwise"])
+def test_accelerator_hand_picked_tiny(layer):
+    check(PRESETS["tiny"], layer, 7)
+
+
+def test_accelerator_eyeriss_conv3_like():
+    """An AlexNet-CONV3-like layer (3x3, 13x13 out) at small channel counts on 12 x 14."""
+    arch = PRESETS["eyeriss"]
+    layer = LayerSpec(N=1, C=8, H=13, W=13, M=8, R=3, S=3, padding=1, relu=True, shift=6)
+    stats = check(arch, layer, 11)
+    assert stats["mapping"]["e"] == 13
+
+
+def test_accelerator_throttled_io_is_slower_and_exact():
+    arch = PRESETS["tiny"]
+    layer = LayerSpec(N=1, C=2, H=6, W=6, M=3, R=3, S=3, padding=1)
+    fast = check(arch, layer, 3)
+    slow = check(arch, layer, 3, io_bits_per_cycle=6.0)
+    assert slow["cycles"] > fast["cycles"]
+
+
+def test_accelerator_refuses_unmappable_and_bad_arrays():
+    arch = PRESETS["tiny"]
+    tall = LayerSpec(N=1, C=1, H=8, W=8, M=1, R=4, S=3)
+    x, w, b = random_data(arch, tall, np.random.default_rng(0))
+    with pytest.raises(MappingError, match="R=4 exceeds rows=3"):
+        run_layer(arch, tall, x, w, b, progress=False)
+    layer = LayerSpec(N=1, C=2, H=6, W=6, M=3, R=3, S=3)
+    x, w, b = random_data(arch, layer, np.random.default_rng(0))
+    with pytest.raises(RowstatError, match="ifmap"):
+        run_layer(arch, layer, x[:, :1], w, b, progress=False)
+    with pytest.raises(RowstatError, match="weights"):
+        run_layer(arch, layer, x, w * 1000, b, progress=False)
+    with pytest.raises(RowstatError):
+        run_layer(arch, layer, x.astype(float) + 0.5, w, b, progress=False)
+
+
+ALEXNET = {
+    "CONV1": dict(C=3, H=227, W=227, M=96, R=11, S=11, stride=4, padding=0, groups=1),
+    "CONV2": dict(C=96, H=27, W=27, M=256, R=5, S=5, stride=1, padding=2, groups=2),
+    "CONV3": dict(C=256, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=1),
+    "CONV4": dict(C=384, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=2),
+    "CONV5": dict(C=384, H=13, W=13, M=256, R=3, S=3, stride=1, padding=1, groups=2),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ALEXNET))
+def test_accelerator_alexnet_eyeriss(name):
+    """AlexNet CONV1-5 at their real shapes (batch 1, grouped as in the paper), bit-exact."""
+    layer = LayerSpec(N=1, relu=True, shift=8, **ALEXNET[name])
+    check(PRESETS["eyeriss"], layer, 1)
