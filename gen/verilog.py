@@ -59,6 +59,11 @@ def generate(arch, top="pe", name=None):
     component = make_top(arch, top)
     name = name or f"rowstat_{top}"
     text = verilog.convert(component, name=name, emit_src=False)
+    # A top may instantiate modules by name (the array's one shared PE site module, instead of
+    # one Verilog module per PE); it supplies their text.
+    extra = getattr(component, "verilog_submodules", None)
+    if extra is not None:
+        text += extra()
     description = dict(arch.to_dict())
     description.update({
         "top": top,

@@ -3,12 +3,15 @@ the per-layer ID chain, pass control and counters.
 
 Data paths (REFERENCE.md, "Network-on-chip")::
 
-    filt    --> MulticastGIN --> per PE: FIFO -> BeatToWords -> PE.filt
-    ifmap   --> MulticastGIN --> per PE: FIFO -> BeatToWords -> PE.ifmap
-    psum_in --> MulticastGIN --> per PE: FIFO -> BeatToWords -+
-                          PE (r-1, c).psum_out (below) -------+-> PE.psum_in   (psum_from)
-    PE.psum_out -+-> PE (r+1, c).psum_in (above)                               (psum_to)
+    filt    --> MulticastBus --> per PE site: FIFO -> BeatToWords -> PE.filt
+    ifmap   --> MulticastBus --> per PE site: FIFO -> BeatToWords -> PE.ifmap
+    psum_in --> MulticastBus --> per PE site: FIFO -> BeatToWords -+
+                           PE (r-1, c).psum_out (below) -----------+-> PE.psum_in  (psum_from)
+    PE.psum_out -+-> PE (r+1, c).psum_in (above)                                   (psum_to)
                  +-> WordsToBeat -> GON2D (per-row arbiter, then across rows) -> psum_out
+
+A :class:`MulticastBus` plus the FIFOs in the sites is a :class:`~rowstat.hw.noc.MulticastGIN`
+(same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs.
 
 **Packets.** Every GIN packet is ``packet_layout(row tag, col tag, beat)`` with tags as in
 :mod:`rowstat.gen.placement`; a beat (:func:`rowstat.hw.noc.beat_layout`) carries as many words
@@ -350,7 +353,8 @@ class PESite(wiring.Component):
     Attributes
     ----------
     cfg : In(pe_config_layout(arch))
-        The pass configuration (``psum_in_en`` is replaced by ``site.psum_from != NONE``).
+        The pass configuration. The PE's ``psum_in_en`` is set if ``site.psum_from`` is
+        BELOW, or if it is GIN and ``cfg.psum_in_en`` is set (the pass sends input psums).
     start : In(1)
         Start the PE if ``site.active``.
     site : In(pe_site_config_layout(arch))
@@ -469,7 +473,8 @@ class PEArray(wiring.Component):
     ids : In(stream.Signature(id_chain_layout(arch)))
         ID chain words (:func:`id_chain_words`); taken only while ``busy`` is low.
     cfg : In(pe_config_layout(arch))
-        Pass configuration shared by all PEs, sampled on ``start``.
+        Pass configuration shared by all PEs, sampled on ``start``; ``psum_in_en``: the psum
+        GIN feeds this pass (the PEs whose psum source is the GIN take input psums).
     start : In(1)
         Start a pass (ignored while ``busy``).
     busy : Out(1)

@@ -16,7 +16,8 @@ import pytest
 from amaranth.hdl import Cat, UnusedElaboratable
 from amaranth.sim import Simulator
 
-from rowstat.hw.noc import GON, MulticastGIN, gon_packet_layout, packet_layout
+from rowstat.hw.noc import (GON, GON2D, MulticastBus, MulticastGIN, gon2d_packet_layout,
+                            gon_packet_layout, packet_layout)
 
 ROW_W, COL_W, PAYLOAD_W = 4, 5, 16
 SHAPES = [(3, 4), (12, 14)]
@@ -24,23 +25,25 @@ SHAPES = [(3, 4), (12, 14)]
 
 # --- reference model --------------------------------------------------------------------------
 
-def expected_dests(row_ids, col_ids, row_tag, col_tag):
-    """PEs a packet must reach: written from the ID definition, independent of the RTL."""
+def expected_dests(row_ids, col_ids, row_tag, col_tag, row_en=None, col_en=None):
+    """PEs a packet must reach: written from the ID definition, independent of the RTL.
+    Enables default to all set."""
     dests = set()
     for r in range(len(row_ids)):
         for c in range(len(col_ids[r])):
-            if row_ids[r] == row_tag and col_ids[r][c] == col_tag:
+            enabled = (row_en is None or row_en[r]) and (col_en is None or col_en[r][c])
+            if enabled and row_ids[r] == row_tag and col_ids[r][c] == col_tag:
                 dests.add((r, c))
     return dests
 
 
-def model_gin(row_ids, col_ids, packets):
+def model_gin(row_ids, col_ids, packets, row_en=None, col_en=None):
     """Per-PE received payload sequences and the number of packets that match no PE."""
     rows, cols = len(row_ids), len(col_ids[0])
     received = {(r, c): [] for r in range(rows) for c in range(cols)}
     unmatched = 0
     for row_tag, col_tag, payload in packets:
-        dests = expected_dests(row_ids, col_ids, row_tag, col_tag)
+        dests = expected_dests(row_ids, col_ids, row_tag, col_tag, row_en, col_en)
         if not dests:
             unmatched += 1
         for pe in dests:
@@ -61,6 +64,8 @@ class Scenario:
     packets: list
     ready: Callable = lambda cycle, r, c: True
     offer: Callable = lambda cycle: True
+    row_en: list = None         # None: all enabled (the ports' reset value)
+    col_en: list = None
     # Results.
     received: dict = field(default_factory=dict)    # (r, c) -> payloads, in order
     arrivals: dict = field(default_factory=dict)    # (r, c) -> cycles of those transfers
@@ -87,8 +92,10 @@ def run_gin(rows, cols, scenarios, *, fifo_depth=2, max_cycles=3000):
         for sc in scenarios:
             for r in range(rows):
                 ctx.set(dut.row_ids[r], sc.row_ids[r])
+                ctx.set(dut.row_en[r], 1 if sc.row_en is None else sc.row_en[r])
                 for c in range(cols):
                     ctx.set(dut.col_ids[r][c], sc.col_ids[r][c])
+                    ctx.set(dut.col_en[r][c], 1 if sc.col_en is None else sc.col_en[r][c])
             sc.received = {pe: [] for pe in pes}
             sc.arrivals = {pe: [] for pe in pes}
             idx = idle = 0
@@ -138,7 +145,7 @@ def run_gin(rows, cols, scenarios, *, fifo_depth=2, max_cycles=3000):
 
 
 def check_against_model(sc):
-    received, unmatched = model_gin(sc.row_ids, sc.col_ids, sc.packets)
+    received, unmatched = model_gin(sc.row_ids, sc.col_ids, sc.packets, sc.row_en, sc.col_en)
     for pe, seq in received.items():
         assert sc.received[pe] == seq, f"{sc.name}: PE {pe}"
     assert sc.unmatched == unmatched, sc.name
@@ -249,6 +256,36 @@ def test_noc_gin_latency_and_throughput():
     assert all(a == list(range(2, 22)) for a in bcast.arrivals.values())
 
 
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_multicast_enables_gate_buses_and_pes(rows, cols):
+    """A disabled X-bus or PE matches nothing, whatever its IDs; enabling it again restores it.
+    Expectations spelled out in array coordinates."""
+    rng = random.Random(rows * cols)
+    off_rows = {1}
+    off_pes = {(0, 1), (rows - 1, cols - 1), (2, 0)}
+    row_en = [r not in off_rows for r in range(rows)]
+    col_en = [[(r, c) not in off_pes for c in range(cols)] for r in range(rows)]
+    # Broadcast IDs: every packet is meant for every enabled PE.
+    packets = [(3, 5, rng.randrange(1 << PAYLOAD_W)) for _ in range(6)]
+    diag_ids = [[c + r for c in range(cols)] for r in range(rows)]
+    diag = [(0, k, 100 + k) for k in range(rows + cols - 1)]
+    gated, diagonal, again = run_gin(rows, cols, [
+        Scenario("gated broadcast", [3] * rows, [[5] * cols for _ in range(rows)], packets,
+                 row_en=row_en, col_en=col_en),
+        Scenario("gated diagonal", [0] * rows, diag_ids, diag, row_en=row_en, col_en=col_en),
+        Scenario("enabled again", [3] * rows, [[5] * cols for _ in range(rows)], packets),
+    ])
+    for sc in (gated, diagonal, again):
+        check_against_model(sc)
+    enabled = {(r, c) for r in range(rows) for c in range(cols)
+               if r not in off_rows and (r, c) not in off_pes}
+    for pe, seq in gated.received.items():
+        assert seq == ([p for _, _, p in packets] if pe in enabled else []), pe
+    for pe, seq in diagonal.received.items():
+        assert seq == ([100 + pe[0] + pe[1]] if pe in enabled else []), pe
+    assert all(seq == [p for _, _, p in packets] for seq in again.received.values())
+
+
 # --- back-pressure ----------------------------------------------------------------------------
 
 def stalled_pe_scenario(rows, cols, fifo_depth, stalled, release):
@@ -357,6 +394,10 @@ def test_noc_interface_and_layouts():
         assert len(gin.o) == 12 and len(gin.o[0]) == 14
         assert len(gin.col_ids) == 12 and len(gin.col_ids[11]) == 14
         assert len(gin.row_ids) == 12
+        assert len(gin.row_en) == 12 and len(gin.col_en[11]) == 14
+        bus = MulticastBus(12, 14, 4, 5, 64)
+        assert len(bus.write) == 12 and len(bus.room[11]) == 14
+        assert bus.data.shape().width == 64 and bus.i.payload.shape() == packet_layout(4, 5, 64)
         assert gin.o[11][13].payload.shape().width == 64
         assert gin.i.payload.shape() == packet_layout(4, 5, 64)
         gon = GON(14, 64)
@@ -370,7 +411,7 @@ def test_noc_interface_and_layouts():
             MulticastGIN(3, 4, 4, 0, 16)
         with pytest.raises(TypeError, match="Column count"):
             GON(0, 16)
-        del gin, gon
+        del gin, gon, bus
         gc.collect()
 
 
@@ -457,3 +498,79 @@ def test_noc_gon_round_robin_order_and_latency():
     beats = [[1, 2, 3], [], [4], [5, 6]]
     out, _ = run_gon(cols, beats)
     assert [col for col, _, _ in out] == [0, 2, 3, 0, 3, 0]
+
+
+# --- 2-D GON -----------------------------------------------------------------------------------
+
+def run_gon2d(rows, cols, beats, *, offer=None, ready=None, max_cycles=4000):
+    """Feed `beats[(r, c)]` into PE (r, c); collect (row, col, data, cycle) packets out and the
+    cycles each PE's beats were taken in."""
+    dut = GON2D(rows, cols, PAYLOAD_W)
+    offer = offer or (lambda cycle, r, c: True)
+    ready = ready or (lambda cycle: True)
+    pes = [(r, c) for r in range(rows) for c in range(cols)]
+    out, taken = [], {pe: [] for pe in pes}
+    total = sum(len(b) for b in beats.values())
+    busy_seen = []
+
+    async def testbench(ctx):
+        idx = dict.fromkeys(pes, 0)
+        for cycle in range(max_cycles):
+            for r, c in pes:
+                valid = idx[(r, c)] < len(beats[(r, c)]) and bool(offer(cycle, r, c))
+                ctx.set(dut.i[r][c].valid, valid)
+                if valid:
+                    ctx.set(dut.i[r][c].payload, beats[(r, c)][idx[(r, c)]])
+            rdy = bool(ready(cycle))
+            ctx.set(dut.o.ready, rdy)
+            for r, c in pes:
+                if ctx.get(dut.i[r][c].valid) and ctx.get(dut.i[r][c].ready):
+                    taken[(r, c)].append(cycle)
+                    idx[(r, c)] += 1
+            if rdy and ctx.get(dut.o.valid):
+                p = ctx.get(dut.o.payload)
+                out.append((p.row, p.col, p.data, cycle))
+            busy_seen.append(ctx.get(dut.busy))
+            await ctx.tick()
+            if len(out) == total:
+                break
+        assert len(out) == total, f"only {len(out)} of {total} beats out"
+        await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return out, taken, busy_seen
+
+
+@pytest.mark.parametrize("rows,cols,seed", [(3, 4, 1), (2, 1, 2), (1, 3, 3), (5, 7, 4)])
+def test_noc_gon2d_every_beat_once_in_order_with_its_source(rows, cols, seed):
+    rng = random.Random(seed)
+    beats = {(r, c): [(r << 12) | (c << 8) | n for n in range(rng.randrange(0, 12))]
+             for r in range(rows) for c in range(cols)}
+    offer_rng, ready_rng = random.Random(seed + 1), random.Random(seed + 2)
+    out, _, _ = run_gon2d(rows, cols, beats,
+                          offer=lambda cycle, r, c: offer_rng.random() < 0.5,
+                          ready=lambda cycle: ready_rng.random() < 0.7)
+    for (r, c), seq in beats.items():
+        assert [d for row, col, d, _ in out if (row, col) == (r, c)] == seq
+    assert len(out) == sum(len(b) for b in beats.values())
+    assert gon2d_packet_layout(rows, cols, PAYLOAD_W)["data"].shape.width == PAYLOAD_W
+
+
+def test_noc_gon2d_latency_and_round_robin():
+    rows, cols = 3, 2
+    beats = {(r, c): [(r << 8) | (c << 4) | n for n in range(4)]
+             for r in range(rows) for c in range(cols)}
+    out, taken, busy = run_gon2d(rows, cols, beats)
+    # Everyone always valid, output always ready: one beat per cycle from cycle 2 on; the rows
+    # take turns, and within a row the columns.
+    assert [cycle for *_, cycle in out] == list(range(2, 2 + len(out)))
+    assert [row for row, *_ in out[:6]] == [0, 1, 2, 0, 1, 2]
+    row0 = [col for row, col, *_ in out if row == 0]
+    assert row0 == [0, 1] * 4
+    # A beat taken in cycle t is valid at the output in cycle t + 2.
+    assert taken[(0, 0)][0] == 0 and out[0][3] == 2
+    assert not busy[0] and busy[1]
