@@ -8,7 +8,7 @@ status 2 as ``rowstat``.
 import argparse
 import sys
 
-from ..gen.config import PRESETS, load_arch
+from ..gen.config import load_arch
 from ..gen.errors import RowstatError
 
 __all__ = ["register", "cmd_sweep", "main"]
@@ -33,13 +33,8 @@ def register(subparsers):
         description="Synthesize every point of a parameter grid (yosys from PyPI) and write "
                     "DIR/sweep.csv, DIR/sweep.json and plots of area against each parameter.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    group = p.add_argument_group("architecture (the base every point starts from)")
-    group.add_argument("--preset", default=None,
-                       help=f"start from a preset: {', '.join(PRESETS)} (default eyeriss)")
-    group.add_argument("--config", metavar="FILE.toml",
-                       help="TOML file with architecture keys, applied over the preset")
-    group.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override one parameter (repeatable)")
+    from ..gen.cli import arch_options
+    arch_options(p, "architecture (the base every point starts from)")
     group = p.add_argument_group("sweep")
     group.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a parameter and its values (repeatable: the grid is the product)")
@@ -90,22 +85,8 @@ def cmd_sweep(args):
 
 def main(argv=None):
     """``rowstat sweep`` on its own: the arguments after ``sweep``."""
-    parser = argparse.ArgumentParser(prog="rowstat")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    register(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "sweep":
-        argv = ["sweep", *argv]
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RowstatError as exc:
-        print(f"rowstat: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rowstat: interrupted", file=sys.stderr)
-        return 130
+    from ..gen.cli import main as rowstat_main
+    return rowstat_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from .errors import RowstatError
 __all__ = ["main"]
 
 
-def _arch_options(parser):
-    group = parser.add_argument_group("architecture")
+def arch_options(parser, title="architecture"):
+    """The --preset, --config and --set options every command that builds an arch takes."""
+    group = parser.add_argument_group(title)
     group.add_argument("--preset", default=None,
                        help=f"start from a preset: {', '.join(PRESETS)} (default eyeriss)")
     group.add_argument("--config", metavar="FILE.toml",
@@ -202,7 +203,7 @@ def build_parser():
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("generate", help="write Verilog and a JSON description of a top")
-    _arch_options(p)
+    arch_options(p)
     p.add_argument("--top", default="pe", choices=["pe", "array", "accelerator"],
                    help="what to generate (default pe)")
     p.add_argument("--name", default=None, help="Verilog module name (default rowstat_TOP)")
@@ -212,7 +213,7 @@ def build_parser():
 
     p = sub.add_parser("demo", help="generate the accelerator, run a conv layer on it in cocotb "
                                     "and compare with the golden model (the README's main job)")
-    _arch_options(p)
+    arch_options(p)
     p.add_argument("--top", choices=["accelerator", "pe"], default="accelerator",
                    help="a whole layer on the accelerator (default), or random passes on one PE")
     p.add_argument("--channels", type=int, default=16,
@@ -230,7 +231,7 @@ def build_parser():
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run one conv layer on the accelerator RTL in cocotb")
-    _arch_options(p)
+    arch_options(p)
     p.add_argument("--layer", required=True, metavar="L.json", help="layer specification")
     p.add_argument("--ifmap", required=True, metavar="X.npy", help="(N, C, H, W) integers")
     p.add_argument("--weights", required=True, metavar="W.npy",

@@ -324,7 +324,7 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
     wpb_p, _, _ = geo["psum"]
     N, G, Cg, Mg = layer.N, layer.groups, layer.C_per_group, layer.M_per_group
     R, S, U, F, pad = layer.R, layer.S, layer.stride, layer.F, layer.padding
-    n, e, p, q, r, t, m = mp.n, mp.e, mp.p, mp.q, mp.r, mp.t, mp.m
+    n, p, q, r, t, m = mp.n, mp.p, mp.q, mp.r, mp.t, mp.m
     k, cbs = mp.sub_blocks, mp.channel_blocks
     Wp = U * (F - 1) + S
     Cpad, Mpad = cbs * q * r, mp.m_blocks * m

@@ -14,7 +14,7 @@ from .errors import RowstatError
 
 __all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic"]
 
-#: Top-level components a user can generate. Later work fills in the ones still missing.
+#: Top-level components a user can generate.
 TOPS = ("pe", "array", "accelerator")
 
 
@@ -24,18 +24,10 @@ def make_top(arch, top):
         from ..hw.pe import PE
         return PE(arch)
     if top == "array":
-        try:
-            from ..hw.array import PEArray
-        except ImportError:
-            raise RowstatError("--top array is not there yet: the PE array and NoC are open "
-                               "work; available now: pe") from None
+        from ..hw.array import PEArray
         return PEArray(arch)
     if top == "accelerator":
-        try:
-            from ..hw.accelerator import Accelerator
-        except ImportError:
-            raise RowstatError("--top accelerator is not there yet: the global buffer and "
-                               "controller are open work; available now: pe") from None
+        from ..hw.accelerator import Accelerator
         return Accelerator(arch)
     raise RowstatError(f"bad value for --top: {top!r}; allowed: {', '.join(TOPS)}")
 

@@ -15,8 +15,6 @@ from amaranth.lib.wiring import In, Out
 
 from ..gen.program import (COUNTER_WIDTH, COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait,
                            header_beat, layer_layout, nargs, pass_layout)
-from .pe import pe_config_layout
-from .output_stage import output_config_layout
 
 __all__ = ["Controller"]
 
@@ -57,7 +55,6 @@ class Controller(wiring.Component):
 
     def __init__(self, arch, *, array_count_width=32):
         self._arch = arch
-        prog = {op: fn(arch) for op, fn in ARG_LAYOUTS.items()}
         self._max_args = max(nargs(arch, op) for op in Op)
         from ..gen.program import drain_layout, load_layout, streamer_layout
         w = array_count_width

@@ -36,6 +36,28 @@ VERILATOR_ARGS = VERILATOR_WAIVERS + ["-O3", "--x-assign", "fast", "--x-initial"
 ICARUS_TIMESCALE = ("1ns", "1ps")  # Amaranth emits no `timescale
 
 
+def _verilator_runner(module, build_dir):
+    """cocotb's Verilator runner, without its --public-flat-rw.
+
+    That flag makes every signal of the design public, which stops Verilator from optimizing
+    across the PE sites and slows a 12 x 14 array by an order of magnitude. The benches only
+    touch the top's ports, so a control file makes just those public.
+    """
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    runner = get_runner("verilator")
+    build_command = runner._build_command
+
+    def without_public_flat_rw():
+        cmds = build_command()
+        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        return cmds
+
+    runner._build_command = without_public_flat_rw
+    control = build_dir / "public.vlt"
+    write_atomic(control, f'`verilator_config\npublic_flat_rw -module "{module}" -var "*"\n')
+    return runner, VerilatorControlFile(control)
+
+
 def cache_root():
     return Path(os.environ.get("ROWSTAT_CACHE", Path.home() / ".cache" / "rowstat"))
 
@@ -72,7 +94,7 @@ def build(arch, top="pe", sim=None, waves=False, progress=True):
     build_dir.mkdir(parents=True, exist_ok=True)
     flags = VERILATOR_ARGS if sim == "verilator" else []
     stamp_text = hashlib.sha256(
-        (text + json.dumps([flags, waves, module])).encode()).hexdigest()
+        (text + json.dumps([flags, waves, module, "ports-public"])).encode()).hexdigest()
     stamp = build_dir / "build.stamp"
     source = build_dir / f"{module}.v"
     build_seconds = 0.0
@@ -83,11 +105,16 @@ def build(arch, top="pe", sim=None, waves=False, progress=True):
         if not (stamp.exists() and stamp.read_text() == stamp_text and binary.exists()):
             _say(progress, f"building {top} for {sim} in {build_dir} ...")
             t1 = time.monotonic()
-            runner = get_runner(sim)
+            extra = []
+            if sim == "verilator":
+                runner, control = _verilator_runner(module, build_dir)
+                extra = [control]
+            else:
+                runner = get_runner(sim)
             log = build_dir / "build.log"
             try:
                 runner.build(
-                    sources=[source], hdl_toplevel=module, build_dir=build_dir,
+                    sources=[source] + extra, hdl_toplevel=module, build_dir=build_dir,
                     build_args=flags, waves=waves, log_file=log,
                     timescale=ICARUS_TIMESCALE if sim == "icarus" else None)
             except (RuntimeError, SystemExit) as exc:

@@ -3,10 +3,7 @@ each against a plain Python statement of its contract (rowstat.gen.program)."""
 
 import random
 
-import numpy as np
 import pytest
-from amaranth import *
-from amaranth.hdl import Const
 from amaranth.sim import Simulator
 
 from rowstat.gen.config import PRESETS

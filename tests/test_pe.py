@@ -102,7 +102,6 @@ def test_pe_random_backpressure(seed):
 
 def test_pe_wraps_psums():
     arch = PRESETS["tiny"].replace(psum_width=16)
-    rng = np.random.default_rng(7)
     filters = np.full((2, 2, 3), 127)
     ifmaps = np.full((1, 2, 3 + 4), 127)
     case = PECase(filters, ifmaps, 5, 1, None)
