@@ -160,12 +160,11 @@ def _load_array(option, path):
 
 
 def cmd_run(args):
-    """Run one conv layer on the accelerator RTL and compare nothing: write the ofmap."""
+    """Run one conv layer on the accelerator RTL; write the ofmap and the stats."""
     import json
-    import tempfile
     import numpy as np
     from .layer import load_layer
-    from .verilog import write_atomic
+    from .verilog import write_atomic, write_npy
     from ..sim.run import run_layer
     arch = _arch(args)
     layer = load_layer(args.layer)
@@ -177,12 +176,7 @@ def cmd_run(args):
         raise RowstatError(f"bad value for --out: {str(out)!r}; allowed: a file name ending in .npy")
     ofmap, stats = run_layer(arch, layer, ifmap, weights, bias, sim=args.sim, waves=args.waves,
                              io_bits_per_cycle=args.io_bits_per_cycle)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".npy")
-    import os
-    os.close(fd)
-    np.save(tmp, ofmap.astype(np.int64))
-    os.replace(tmp, out)
+    write_npy(out, ofmap.astype(np.int64))
     if args.stats:
         write_atomic(args.stats, json.dumps(stats, indent=2) + "\n")
     print(f"wrote {out} {tuple(ofmap.shape)}: {stats['cycles']} cycles, "

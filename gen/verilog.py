@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from .. import __version__
 from .errors import RowstatError
 
-__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic"]
+__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic", "write_npy", "write_json"]
 
 #: Top-level components a user can generate.
 TOPS = ("pe", "array", "accelerator")
@@ -66,6 +66,14 @@ def generate(arch, top="pe", name=None):
     return text, description
 
 
+def _publish(tmp, path):
+    """Give a finished temporary file normal permissions (mkstemp makes 0600) and rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_atomic(path, text):
     """Write ``text`` to ``path`` via a temporary file and a rename, so a failed run never
     leaves a half-written file behind. Returns True if the content changed."""
@@ -77,14 +85,26 @@ def write_atomic(path, text):
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def write_npy(path, array):
+    """Save a NumPy array like write_atomic: a temporary file, then a rename."""
+    import numpy as np
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    os.close(fd)
+    try:
+        np.save(tmp, array)
+        _publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_json(path, obj):

@@ -103,3 +103,41 @@ def test_demo_runs_the_pe_check(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "PASS: 5 passes" in out and "bit-exact" in out
     assert (tmp_path / "tiny_pe.v").exists()
+
+
+def test_run_a_layer_from_files(tmp_path):
+    import numpy as np
+    from rowstat.sim.golden import golden_layer
+    layer = {"N": 1, "C": 2, "H": 5, "W": 6, "M": 3, "R": 3, "S": 2, "stride": 1,
+             "padding": 1, "relu": True, "shift": 2}
+    (tmp_path / "layer.json").write_text(json.dumps(layer))
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 2, 5, 6)).astype(np.int16)
+    w = rng.integers(-128, 128, (3, 2, 3, 2)).astype(np.int8)
+    b = rng.integers(-1000, 1000, (3,))
+    for name, value in (("x", x), ("w", w), ("b", b)):
+        np.save(tmp_path / f"{name}.npy", value)
+    base = ["run", "--preset", "tiny", "--layer", str(tmp_path / "layer.json"),
+            "--ifmap", str(tmp_path / "x.npy"), "--weights", str(tmp_path / "w.npy"),
+            "--bias", str(tmp_path / "b.npy")]
+    result = rowstat(*base, "--out", str(tmp_path / "y.npy"), "--stats", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    from rowstat.gen.config import PRESETS
+    from rowstat.gen.layer import LayerSpec
+    expected = golden_layer(PRESETS["tiny"], LayerSpec(**layer), x, w, b)
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.int64 and np.array_equal(y, expected)
+    stats = json.loads((tmp_path / "s.json").read_text())
+    for key in ("cycles", "macs", "macs_skipped_zero", "pe_utilization", "passes", "mapping",
+                "dram_read_words", "dram_write_words", "glb_reads", "glb_writes"):
+        assert key in stats
+    # Bad arrays: one line, exit 2, nothing written.
+    np.save(tmp_path / "bad.npy", x[:, :1])
+    bad = rowstat(*base[:5], "--ifmap", str(tmp_path / "bad.npy"), *base[7:],
+                  "--out", str(tmp_path / "z.npy"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "ifmap" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "z.npy").exists()
+    missing = rowstat(*base[:5], "--ifmap", str(tmp_path / "nope.npy"), *base[7:],
+                      "--out", str(tmp_path / "z.npy"))
+    assert missing.returncode == 2 and "nope.npy" in missing.stderr
