@@ -88,6 +88,11 @@ class ArchConfig:
             if beat > self.glb_width:
                 raise ConfigError(name, value, f"a beat of at most glb_width={self.glb_width} "
                                   f"bits ({value // word} words of {word} bits take {beat})")
+        if self.filter_spad_depth < self.ifmap_spad_depth:
+            raise ConfigError(
+                "filter_spad_depth", self.filter_spad_depth,
+                f"at least ifmap_spad_depth={self.ifmap_spad_depth}, so the filter spad holds "
+                f"one filter row as wide as the ifmap window")
         if self.glb_bank_depth & (self.glb_bank_depth - 1):
             raise ConfigError("glb_bank_depth", self.glb_bank_depth, "a power of two")
         if self.dram_width < self.glb_width:

@@ -352,3 +352,10 @@ def test_load_arch_bad_override_after_good_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_arch("tiny", path, ["nope=1"])
     assert info.value.key == "nope"
+
+
+def test_filter_spad_must_hold_one_filter_row():
+    with pytest.raises(ConfigError) as info:
+        ArchConfig(**tiny(filter_spad_depth=7, ifmap_spad_depth=8))
+    assert_one_line(info.value, "filter_spad_depth", "7", "one filter row")
+    ArchConfig(**tiny(filter_spad_depth=8, ifmap_spad_depth=8))

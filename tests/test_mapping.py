@@ -124,8 +124,6 @@ def test_alexnet_scales_to_large_layers():
     (EYERISS, LayerSpec(N=1, C=1, H=20, W=20, M=1, R=13, S=3), "R=13 exceeds rows=12"),
     (EYERISS, LayerSpec(N=1, C=1, H=20, W=20, M=1, R=3, S=13),
      "S=13: q*S=13 exceeds ifmap_spad_depth=12"),
-    (TINY.replace(filter_spad_depth=4), LayerSpec(N=1, C=1, H=8, W=8, M=1, R=2, S=5),
-     "p*q*S=5 exceeds filter_spad_depth=4"),
     (TINY, LayerSpec(N=1, C=1, H=3, W=5000, M=1, R=1, S=1), "F=5000 exceeds"),
     (TINY, LayerSpec(N=1, C=1, H=40, W=40, M=1, R=1, S=1, stride=16), "stride=16 exceeds"),
     (TINY.replace(glb_banks=2, glb_bank_depth=16), LayerSpec(N=1, C=1, H=8, W=300, M=1, R=1, S=1),
