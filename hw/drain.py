@@ -178,6 +178,8 @@ class Drain(wiring.Component):
             m.d.sync += [setup.eq(0), words_left.eq(per_chain * cmd.nchains),
                          packed_left.eq(per_chain * cmd.nchains)]
         with m.If(active & ~setup & ~header_due & (beats_left == 0) & (words_left == 0)
-                  & (packed_left == 0) & ~beats.r_rdy):
+                  & (packed_left == 0) & (beats.level == 0)):
+            # level, not r_rdy: a beat just written is not yet readable but must still go out
+            # before the drain counts as idle (a COUNTERS dump would overtake it).
             m.d.sync += active.eq(0)
         return m

@@ -97,7 +97,8 @@ def test_accelerator_eyeriss_conv3_like():
 
 def test_accelerator_throttled_io_is_slower_and_exact():
     arch = PRESETS["tiny"]
-    layer = LayerSpec(N=1, C=2, H=6, W=6, M=3, R=3, S=3, padding=1)
+    # Several drains: the last one must finish before the counter dump overtakes it.
+    layer = LayerSpec(N=1, C=4, H=7, W=7, M=16, R=3, S=3, padding=1, shift=3)
     fast = check(arch, layer, 3)
     slow = check(arch, layer, 3, io_bits_per_cycle=6.0)
     assert slow["cycles"] > fast["cycles"]
