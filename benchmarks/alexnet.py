@@ -20,17 +20,10 @@ import numpy as np
 
 from rowstat.gen.config import PRESETS
 from rowstat.gen.layer import LayerSpec
+from rowstat.gen.networks import ALEXNET
 from rowstat.sim.golden import golden_layer
 from rowstat.sim.run import run_layer
 
-#: AlexNet CONV layers per image (REFERENCE.md); H, W unpadded with the paper's padding.
-ALEXNET = {
-    "CONV1": dict(C=3, H=227, W=227, M=96, R=11, S=11, stride=4, padding=0, groups=1),
-    "CONV2": dict(C=96, H=27, W=27, M=256, R=5, S=5, stride=1, padding=2, groups=2),
-    "CONV3": dict(C=256, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=1),
-    "CONV4": dict(C=384, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=2),
-    "CONV5": dict(C=384, H=13, W=13, M=256, R=3, S=3, stride=1, padding=1, groups=2),
-}
 
 #: The chip at batch 4 (REFERENCE.md): cycles at 200 MHz (M), active PEs, GLB MB, DRAM MB.
 CHIP = {

@@ -8,6 +8,7 @@ from rowstat.gen.compiler import compile_layer
 from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError, RowstatError
 from rowstat.gen.layer import LayerSpec
+from rowstat.gen.networks import ALEXNET
 from rowstat.gen.program import COUNTERS
 from rowstat.sim.golden import golden_layer
 
@@ -120,13 +121,6 @@ def test_accelerator_refuses_unmappable_and_bad_arrays():
         run_layer(arch, layer, x.astype(float) + 0.5, w, b, progress=False)
 
 
-ALEXNET = {
-    "CONV1": dict(C=3, H=227, W=227, M=96, R=11, S=11, stride=4, padding=0, groups=1),
-    "CONV2": dict(C=96, H=27, W=27, M=256, R=5, S=5, stride=1, padding=2, groups=2),
-    "CONV3": dict(C=256, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=1),
-    "CONV4": dict(C=384, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=2),
-    "CONV5": dict(C=384, H=13, W=13, M=256, R=3, S=3, stride=1, padding=1, groups=2),
-}
 
 
 @pytest.mark.slow
