@@ -121,8 +121,6 @@ def test_accelerator_refuses_unmappable_and_bad_arrays():
         run_layer(arch, layer, x.astype(float) + 0.5, w, b, progress=False)
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ALEXNET))
 def test_accelerator_alexnet_eyeriss(name):
