@@ -42,19 +42,25 @@ def cmd_presets(args):
 
 
 def cmd_generate(args):
-    from .verilog import generate, write_atomic, write_json
     arch = _arch(args)
     out = Path(args.output)
     if out.suffix != ".v":
         raise RowstatError(f"bad value for -o: {str(out)!r}; allowed: a file name ending in .v")
-    t0 = time.monotonic()
-    text, description = generate(arch, args.top, name=args.name)
-    # JSON first, Verilog last: the .v appears only once both are complete.
-    write_json(out.with_suffix(".json"), description)
-    write_atomic(out, text)
-    print(f"wrote {out} ({len(text.splitlines())} lines) and {out.with_suffix('.json')} "
-          f"in {time.monotonic() - t0:.2f} s", file=sys.stderr)
+    lines, seconds = _generate_to(arch, args.top, out, name=args.name)
+    print(f"wrote {out} ({lines} lines) and {out.with_suffix('.json')} in {seconds:.2f} s",
+          file=sys.stderr)
     return 0
+
+
+def _generate_to(arch, top, path, name=None):
+    """Write ``top``'s Verilog to ``path`` and its JSON beside it (the .v last, so it appears
+    only once both are complete). Returns (lines of Verilog, seconds)."""
+    from .verilog import generate, write_atomic, write_json
+    t0 = time.monotonic()
+    text, description = generate(arch, top, name=name)
+    write_json(path.with_suffix(".json"), description)
+    write_atomic(path, text)
+    return len(text.splitlines()), time.monotonic() - t0
 
 
 def cmd_demo(args):
@@ -67,19 +73,12 @@ def demo_layer(args):
     """Generate the accelerator, run a conv layer on it in cocotb, compare with the golden model."""
     import numpy as np
     from .layer import LayerSpec
-    from .verilog import generate, write_atomic, write_json
     from ..sim.golden import golden_layer
     from ..sim.run import run_layer
     arch = _arch(args)
-    name = args.preset or "eyeriss"
-    out_dir = Path(args.out_dir)
-    t0 = time.monotonic()
-    text, description = generate(arch, "accelerator")
-    verilog = out_dir / f"{name}_accelerator.v"
-    write_json(verilog.with_suffix(".json"), description)
-    write_atomic(verilog, text)
-    print(f"[1/3] generated {verilog}: {len(text.splitlines())} lines of Verilog in "
-          f"{time.monotonic() - t0:.1f} s")
+    verilog = Path(args.out_dir) / f"{args.preset or 'eyeriss'}_accelerator.v"
+    lines, seconds = _generate_to(arch, "accelerator", verilog)
+    print(f"[1/3] generated {verilog}: {lines} lines of Verilog in {seconds:.1f} s")
     # An AlexNet-CONV3-like layer (3x3, 13x13, padding 1) at a size that simulates quickly.
     layer = LayerSpec(N=1, C=args.channels, H=13, W=13, M=args.channels, R=min(3, arch.rows),
                       S=3, padding=1, relu=True, shift=8)
@@ -113,18 +112,11 @@ def demo_layer(args):
 
 def demo_pe(args):
     """Generate the PE, simulate random passes on it in cocotb, compare with the golden model."""
-    from .verilog import generate, write_atomic, write_json
     from ..sim.runner import check_pe
     arch = _arch(args)
-    name = args.preset or "eyeriss"
-    out_dir = Path(args.out_dir)
-    t0 = time.monotonic()
-    text, description = generate(arch, "pe")
-    verilog = out_dir / f"{name}_pe.v"
-    write_json(verilog.with_suffix(".json"), description)
-    write_atomic(verilog, text)
-    print(f"[1/2] generated {verilog}: {len(text.splitlines())} lines of Verilog in "
-          f"{time.monotonic() - t0:.2f} s")
+    verilog = Path(args.out_dir) / f"{args.preset or 'eyeriss'}_pe.v"
+    lines, seconds = _generate_to(arch, "pe", verilog)
+    print(f"[1/2] generated {verilog}: {lines} lines of Verilog in {seconds:.2f} s")
     print(f"[2/2] simulating {args.cases} random PE passes in cocotb "
           f"({args.sim or 'verilator'}) against the golden 1-D convolution ...", flush=True)
     report = check_pe(arch, cases=args.cases, seed=args.seed, idle=args.idle, stall=args.stall,
