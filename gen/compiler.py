@@ -46,7 +46,7 @@ from .placement import ceil_div
 from .program import (ARG_LAYOUTS, COUNTER_WIDTH, COUNTERS, BlockKind, Op, Target, Wait,
                       encode_command, parse_header)
 
-__all__ = ["Program", "DrainBlock", "DataError", "FramingError", "compile_layer",
+__all__ = ["Program", "DrainBlock", "DataError", "FramingError", "compile_layer", "plan_layer",
            "decode_output", "check_inputs"]
 
 _COUNT_MAX = (1 << 20) - 1
@@ -92,6 +92,7 @@ class Program:
     out_bits: int                   # bits per output value (act_width or psum_width)
     counter_beats: int              # beats per counter in the COUNTERS block
     stats: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)   # (op, wait, args) per command, in order
 
     def estimated_cycles(self):
         return self.mapping.cycles
@@ -183,7 +184,8 @@ def _unsigned(values, width):
 
 # --- the command emitter ------------------------------------------------------------------------
 
-_UNIT = {Op.LOAD: Wait.LOAD, Op.PASS: Wait.PASS, Op.DRAIN: Wait.DRAIN}
+# Plain ints, not Wait flags: the emitter runs once per command and flag arithmetic is slow.
+_UNIT = {Op.LOAD: int(Wait.LOAD), Op.PASS: int(Wait.PASS), Op.DRAIN: int(Wait.DRAIN)}
 _RESOURCE = {Target.IFMAP: "ifmap", Target.FILTER: "filter", Target.BIAS: "bias",
              Target.IDS: "ids", Target.IFMAP_TAGS: "ifmap_tags",
              Target.FILTER_TAGS: "filter_tags", Target.PSUM_TAGS: "psum_tags",
@@ -214,41 +216,49 @@ def _conflict(a, b):
 class _Emitter:
     """Appends commands with derived wait masks and keeps the data stream."""
 
-    def __init__(self, arch):
+    def __init__(self, arch, dry=False):
         self.arch = arch
+        self.dry = dry              # plan only: no command words, no data (sizes are kept)
         self.cmd, self.data = [], []
+        self.steps = []             # (op, wait, args) per command, for rowstat.sim.timing
         self.running = {}           # unit -> footprint of the latest command it may still run
         self.counts = {op.name: 0 for op in Op}
         self.waits = 0
 
     def emit(self, op, args, footprint=(), wait=0):
         unit = _UNIT.get(op)
+        wait = int(wait)
         for u, fp in self.running.items():
             if u != unit and _conflict(fp, footprint):
                 wait |= u
         if op == Op.COUNTERS:
-            wait = Wait.ALL
+            wait = int(Wait.ALL)
         self.running = {u: fp for u, fp in self.running.items()
                         if not (u & wait) and u != unit}
         if unit is not None:
-            self.running[unit] = list(footprint)
+            self.running[unit] = footprint
         self.waits += bool(wait)
         self.counts[op.name] += 1
-        if op in ARG_LAYOUTS:
-            _check_fields(ARG_LAYOUTS[op](self.arch), args)
-        self.cmd += encode_command(self.arch, op, args, wait)
+        if not self.dry:
+            if op in ARG_LAYOUTS:
+                _check_fields(ARG_LAYOUTS[op](self.arch), args)
+            self.cmd += encode_command(self.arch, op, args, wait)
+        self.steps.append((op, wait, args))
 
     def load(self, target, addr, entries, width):
-        entries = list(entries)
-        if not entries:
+        """LOAD ``entries`` (a list of beats; when planning, anything with a length)."""
+        count = len(entries)
+        if not count:
             return
-        mask = (1 << width) - 1
-        assert all(0 <= v <= mask for v in entries), (target, width)
-        self.data += entries
+        if not self.dry:
+            entries = list(entries)
+            mask = (1 << width) - 1
+            assert all(0 <= v <= mask for v in entries), (target, width)
+            self.data += entries
         res = _RESOURCE[target]
-        lo, hi = (0, 1) if target == Target.IDS else (addr, addr + len(entries))
+        lo, hi = (0, 1) if target == Target.IDS else (addr, addr + count)
         self.emit(Op.LOAD, {"target": int(target), "addr": 0 if target == Target.IDS else addr,
-                            "count": len(entries)},
+                            "count": count},
                   [(res, lo, hi, True), ("config", 0, 1, False)])
 
 
@@ -315,6 +325,36 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
     ``mapping`` defaults to ``map_layer(arch, layer)``.
     """
     x, w, b = check_inputs(arch, layer, ifmap, weights, bias)
+    return _compile(arch, layer, x, w, b, mapping, dry=False)
+
+
+def plan_layer(arch, layer, mapping=None):
+    """The command plan of ``layer`` without data: a :class:`Program` whose ``steps`` (op, wait,
+    args) are exactly those :func:`compile_layer` emits, with no command words or data beats.
+    It is what the timing model (rowstat.sim.timing) replays; cheap enough for a mapper."""
+    return _compile(arch, layer, None, None, None, mapping, dry=True)
+
+
+class _Sized:
+    """A stand-in for a list of data beats when planning: only its length matters."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, sl):
+        return _Sized(len(range(*sl.indices(self.n))))
+
+
+def _stream_size(ntags, L, wpb, per_word):
+    """(GLB words, chunks, last) of _stream_words for ``ntags`` streams of ``L`` words."""
+    chunks = ceil_div(L, wpb)
+    return _Sized(ceil_div(chunks * ntags, per_word)), chunks, (L - 1) % wpb
+
+
+def _compile(arch, layer, x, w, b, mapping, dry):
     mp = mapping if mapping is not None else map_layer(arch, layer)
     if mp.arch != arch or mp.layer != layer:
         raise MappingError("the mapping was made for another architecture or layer")
@@ -332,10 +372,11 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
     out_bits = arch.act_width if shift_en else arch.psum_width
     out_per_beat = arch.dram_width // out_bits
 
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))[:, :, :, :Wp]
-    b = np.zeros(layer.M, dtype=np.int64) if b is None else b
+    if not dry:
+        xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))[:, :, :, :Wp]
+        b = np.zeros(layer.M, dtype=np.int64) if b is None else b
 
-    em = _Emitter(arch)
+    em = _Emitter(arch, dry)
     em.emit(Op.LAYER, {
         "pe": {"p": p, "q": q, "S": S, "F": F, "U": U, "n_rows": n,
                "psum_in_en": int(mp.continues)},
@@ -374,6 +415,8 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
     group_data = {}
 
     def data_of(g):
+        if dry:
+            return None, None, None
         if g not in group_data:
             group_data.clear()
             xg = np.zeros((N, Cpad) + xp.shape[2:], dtype=np.int64)
@@ -395,18 +438,23 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
 
     def prepare_ifmap(j):
         g, mb, ib, s, cb, _ = instances[j]
-        xg = data_of(g)[0]
         e0, e_s, tb = table_of(s)
+        if dry:
+            words, chunks_i, last_i = _stream_size(len(tb.ifmap_rows), n * Wp * q, wpb_i, pw_i)
+        else:
+            words, chunks_i, last_i = _strip_words(data_of(g)[0], tb, ib, cb, e0)
+        assert len(words) <= mp.ifmap_region
+        base = ifmap_base[j % mp.ifmap_buffers]
+        ifmaps[j] = [base, len(words), chunks_i, last_i, words, 0]
+
+    def _strip_words(xg, tb, ib, cb, e0):
         rc_t = np.array([rc for rc, _ in tb.ifmap_rows], dtype=np.int64)
         row_t = np.array([U * e0 + kk for _, kk in tb.ifmap_rows], dtype=np.int64)
         # the strip's ifmap rows for this channel block, in stream order
         ch = cb * q * r + rc_t[:, None] * q + np.arange(q)[None, :]
         rows = xg[ib * n:(ib + 1) * n][:, ch, row_t[:, None], :]      # (n, ntags, q, Wp)
         streams = rows.transpose(1, 0, 3, 2).reshape(len(row_t), -1)
-        words, chunks_i, last_i = _stream_words(streams, wpb_i, pw_i, arch.act_width)
-        assert len(words) <= mp.ifmap_region
-        base = ifmap_base[j % mp.ifmap_buffers]
-        ifmaps[j] = [base, len(words), chunks_i, last_i, words, 0]
+        return _stream_words(streams, wpb_i, pw_i, arch.act_width)
 
     def load_ifmap(j, pieces_left):
         """Load the next 1/pieces_left of instance j's ifmap words (all if 1)."""
@@ -433,13 +481,18 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
             bias_block = (g, mb)
             bias_addr = (counters["bias"] % mp.bias_buffers) * m
             counters["bias"] += 1
-            em.load(Target.BIAS, bias_addr, _unsigned(bg[mb * m:(mb + 1) * m], arch.psum_width),
+            em.load(Target.BIAS, bias_addr,
+                    _Sized(m) if dry else _unsigned(bg[mb * m:(mb + 1) * m], arch.psum_width),
                     arch.dram_width)
         for sb in range(k):
-            f0, c0 = mb * m + sb * p * t, cb * q * r
-            blk = wg[f0:f0 + p * t, c0:c0 + q * r].reshape(t, p, r, q, R, S)
-            fstreams = blk.transpose(4, 2, 0, 5, 3, 1).reshape(R * r * t, -1)
-            fwords, chunks_f, last_f = _stream_words(fstreams, wpb_f, pw_f, arch.weight_width)
+            if dry:
+                fwords, chunks_f, last_f = _stream_size(R * r * t, S * q * p, wpb_f, pw_f)
+            else:
+                f0, c0 = mb * m + sb * p * t, cb * q * r
+                blk = wg[f0:f0 + p * t, c0:c0 + q * r].reshape(t, p, r, q, R, S)
+                fstreams = blk.transpose(4, 2, 0, 5, 3, 1).reshape(R * r * t, -1)
+                fwords, chunks_f, last_f = _stream_words(fstreams, wpb_f, pw_f,
+                                                         arch.weight_width)
             assert len(fwords) <= mp.filter_region
             fbase = filter_base[counters["pass"] % mp.filter_buffers]
             counters["pass"] += 1
@@ -504,7 +557,7 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
              "data_beats": len(em.data), "commands_waiting": em.waits,
              "out_beats": out_beats}
     return Program(arch, layer, mp, em.cmd, em.data, blocks, out_beats, out_bits,
-                   counter_beats, stats)
+                   counter_beats, stats, em.steps)
 
 
 # --- decode -------------------------------------------------------------------------------------

@@ -36,21 +36,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..hw.drain import DRAIN_LATENCY
 from .errors import MappingError
 from .placement import PassShape, _segments, ceil_div, place_pass
 
 __all__ = ["Mapping", "map_layer", "stream_geometry", "OBJECTIVES", "PE_F_MAX", "PE_U_MAX",
            "PASS_OVERHEAD"]
 
-OBJECTIVES = ("cycles", "dram")
+OBJECTIVES = ("cycles", "dram", "energy")
 PE_F_MAX = (1 << 12) - 1        # PE config F field (rowstat.hw.pe.PE_F_WIDTH)
 PE_U_MAX = (1 << 4) - 1         # PE config U field
 PE_ROWS_MAX = (1 << 16) - 1     # PE config n_rows field
 COUNT_MAX = (1 << 20) - 1       # command count/address fields (rowstat.gen.program.COUNT)
 TAGS_MAX = (1 << 12) - 1        # tag table sizes (rowstat.gen.program.TAGS)
-#: Fixed cycles per pass beyond the MACs (pipeline fill, psum chain, last psums out), per PE row
-#: of a chain and constant.
-PASS_OVERHEAD = (16, 2)
+#: Fixed cycles of a pass beyond its MACs and bus beats when the MACs pace it and when the GON
+#: does (rowstat.sim.timing's T_TAIL and T_GON, which the timing tests check against the RTL).
+PASS_OVERHEAD = (14, 3)
 
 
 def _bias_depth(arch):
@@ -156,6 +157,9 @@ class Mapping:
         wpb = stream_geometry(self.arch)["psum"][0]
         return ceil_div(self.n * self.layer.F * self.p, wpb)
 
+    def to_params(self):
+        return {k: getattr(self, k) for k in "nepqrt"}
+
     def to_dict(self):
         out = {k: getattr(self, k) for k in (
             "n", "e", "p", "q", "r", "t", "m", "groups", "strips", "e_last", "channel_blocks",
@@ -212,7 +216,7 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     chunks_p = cdiv(n * F * p, c.wpb_p)
     pw = t * e * chunks_p
     out_psums = t * e * n * F * p                           # per drain block (full strip)
-    drain = np.maximum(pw, cdiv(out_psums, c.out_per_beat))  # GLB reads or output beats
+    drain = out_psums + DRAIN_LATENCY                       # a psum per cycle (hw/drain.py)
     # filters of one pass
     chunks_f = cdiv(p * q * S, c.wpb_f)
     ntags_f = R * r * t
@@ -222,15 +226,33 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     Kt = cdiv(c.Mg, p * t)
     cbs = cdiv(c.Cg, q * r)
     nimg = c.N // n
-    # one pass: MACs, slowed by the GON / ifmap GIN if they cannot keep up, plus overheads
-    mac = n * F * p * q * S
-    gon = (t * e) / (q * S) / c.wpb_p
-    ifr = (r * rows_full) * U / (p * S) / c.wpb_i
-    slow = np.maximum(1.0, np.maximum(gon, ifr))
-    fill = np.maximum(0, chunks_f * ntags_f - p * q * S)   # first column waits for its weights
-    ovh = PASS_OVERHEAD[0] + PASS_OVERHEAD[1] * R * r + fill
-    exposed = np.where(fb == 1, fw, 0)                      # single filter buffer: load not hidden
-    pass_cycles = np.ceil(mac * slow).astype(np.int64) + ovh + exposed
+    # one pass, as rowstat.sim.timing.pass_cycles models it (vectorized, full strips): the
+    # first column waits for the filter stream; then the MACs, the ifmap and input psum
+    # streams and the GON (a beat per cycle each) pace it, whichever is slowest
+    pqs = p * q * S
+    mac = n * F * pqs
+    nch = t * e
+    fill = chunks_f * ntags_f + (pqs - 1) % c.wpb_f + 1
+    first = np.maximum(np.maximum(pqs, fill), cdiv(q * S, c.wpb_i) * r * rows_full + p)
+    ibeats = chunks_i * r * rows_full
+    cont = cbs > 1
+    pbeats = np.where(cont, nch * chunks_p, 0)
+    last_beats = nch * cdiv(p, c.wpb_p)
+    by_macs = (np.maximum(first + (n * F - 1) * pqs, np.maximum(ibeats + p, pbeats))
+               + p + last_beats + PASS_OVERHEAD[0])
+    by_gon = first + nch * chunks_p + PASS_OVERHEAD[1]
+    pass_cycles = np.maximum(by_macs, by_gon) + 1
+    gon = (nch * chunks_p) / np.maximum(mac, 1)
+    ifr = ibeats / np.maximum(mac, 1)
+    slow = pass_cycles / np.maximum(mac, 1)
+    ovh = pass_cycles - mac
+    # the loads between two passes (this pass's filters, a piece of the next strip, command
+    # words) run while the previous pass does; the next pass waits for both
+    beat = 1.0 if not c.io else max(1.0, c.arch.dram_width / c.io)
+    feed = np.ceil((fw + iw / np.maximum(cdiv(c.Mg, p * t), 1)) * beat).astype(np.int64) + 20
+    pass_cycles = np.maximum(pass_cycles, feed)
+    # a single filter buffer: the next pass's filters load only after this pass
+    pass_cycles = pass_cycles + np.where(fb == 1, np.ceil(fw * beat).astype(np.int64), 0)
 
     # GLB: ifmap strip buffers (2, or 1 if that is all that fits), the rest of the banks a
     # ring of psum regions: m/(p*t) = k sub-blocks need k + 1 regions so that a tile's regions
@@ -499,8 +521,11 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
 
     Parameters
     ----------
-    objective : "cycles" | "dram"
-        Rank by estimated cycles then DRAM beats, or the other way round.
+    objective : "cycles" | "dram" | "energy"
+        "cycles": the fewest estimated cycles (the timing model's pass and schedule terms,
+        vectorized over all candidates), DRAM beats breaking ties; "dram": the other way round;
+        "energy": the least modelled energy (rowstat.sim.model, exact access counts times the
+        cost table) among the :data:`SHORTLIST` fastest and leanest candidates.
     io_bits_per_cycle : float, optional
         If given, the cycle estimate also respects the external link (DRAM beats *
         dram_width / this).
@@ -521,13 +546,34 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
     _check_layer(arch, layer)
     _check_forced(arch, layer, forced)
     c = _Ctx(arch, layer, io_bits_per_cycle)
-    candidates = _search(c, forced, objective)
-    last_error = None
-    for _, params in candidates[:64]:
+    candidates = _search(c, forced, "dram" if objective == "dram" else "cycles")
+    if objective == "energy":
+        # DRAM dominates the energy: look at the leanest candidates as well as the fastest
+        lean = _search(c, forced, "dram")
+        candidates = [kv for pair in zip(candidates, lean) for kv in pair]
+    built, last_error = [], None
+    want = SHORTLIST if objective == "energy" else 1
+    for key, params in candidates[:64]:
+        if any(params == b.to_params() for b in built):
+            continue
         try:
-            return _build(c, params, forced)
+            built.append(_build(c, params, forced))
         except MappingError as exc:     # the placement disagrees with the arithmetic
             last_error = exc
-    if last_error is not None:
-        raise last_error
-    _diagnose(c, forced)
+            continue
+        if len(built) == want:
+            break
+    if not built:
+        if last_error is not None:
+            raise last_error
+        _diagnose(c, forced)
+    if objective != "energy":
+        return built[0]
+    from ..sim.model import layer_accesses, layer_energy
+    return min(built, key=lambda mp: (layer_energy(layer_accesses(arch, layer, mp),
+                                                   arch=arch)["total"], mp.cycles))
+
+
+#: Candidates (the fastest and the leanest by the estimate, in turn) whose modelled energy
+#: map_layer compares for ``objective="energy"``.
+SHORTLIST = 8

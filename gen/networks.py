@@ -1,6 +1,13 @@
-"""Layer shapes of well-known networks (per image; batch and output stage are the caller's)."""
+"""Layer shapes of well-known networks (per image; batch and output stage are the caller's).
 
-__all__ = ["ALEXNET"]
+Each network is a dict {layer name: shape}, the shape a dict of :class:`LayerSpec` keys without
+``N``, ``relu`` and ``shift``; :func:`network_layers` makes LayerSpecs of them.
+"""
+
+from .errors import RowstatError
+from .layer import LayerSpec
+
+__all__ = ["ALEXNET", "VGG16", "MOBILENET_PW", "NETWORKS", "network_layers"]
 
 #: AlexNet CONV1-5 (REFERENCE.md): H and W unpadded with the paper's padding, grouped as in
 #: the paper (CONV2, CONV4 and CONV5 in two groups).
@@ -11,3 +18,48 @@ ALEXNET = {
     "CONV4": dict(C=384, H=13, W=13, M=384, R=3, S=3, stride=1, padding=1, groups=2),
     "CONV5": dict(C=384, H=13, W=13, M=256, R=3, S=3, stride=1, padding=1, groups=2),
 }
+
+
+def _vgg16():
+    # Simonyan & Zisserman 2015, configuration D: 3x3 convolutions, stride 1, padding 1, on a
+    # 224x224 input; each block ends in a 2x2 max pool that halves H and W.
+    blocks = [(224, 3, 64, 2), (112, 64, 128, 2), (56, 128, 256, 3), (28, 256, 512, 3),
+              (14, 512, 512, 3)]          # (ifmap size, input channels, filters, conv layers)
+    layers = {}
+    for b, (size, c_in, m, count) in enumerate(blocks, 1):
+        for i in range(1, count + 1):
+            layers[f"CONV{b}_{i}"] = dict(C=c_in if i == 1 else m, H=size, W=size, M=m, R=3,
+                                          S=3, stride=1, padding=1, groups=1)
+    return layers
+
+
+#: VGG-16's 13 conv layers (224x224 input, 3x3, padding 1).
+VGG16 = _vgg16()
+
+
+def _mobilenet_pw():
+    # Howard et al. 2017, MobileNet v1 (width 1.0, 224x224), Table 1: the 1x1 pointwise conv
+    # after each depthwise conv, as (input channels, output channels, ifmap size).
+    shapes = [(32, 64, 112), (64, 128, 56), (128, 128, 56), (128, 256, 28), (256, 256, 28),
+              (256, 512, 14)] + [(512, 512, 14)] * 5 + [(512, 1024, 7), (1024, 1024, 7)]
+    return {f"PW{i}": dict(C=c, H=s, W=s, M=m, R=1, S=1, stride=1, padding=0, groups=1)
+            for i, (c, m, s) in enumerate(shapes, 1)}
+
+
+#: MobileNet v1's 13 pointwise (1x1) conv layers.
+MOBILENET_PW = _mobilenet_pw()
+
+#: Built-in networks by name (``--network``).
+NETWORKS = {"alexnet": ALEXNET, "vgg16": VGG16, "mobilenet_pw": MOBILENET_PW}
+
+
+def network_layers(name, batch=1, *, relu=True, shift=8):
+    """{layer name: LayerSpec} of the built-in network ``name`` at batch ``batch``, with the
+    output stage ``relu`` and ``shift`` (requantize to act_width; None for raw psums)."""
+    if name not in NETWORKS:
+        raise RowstatError(f"bad value for --network: {name!r}; allowed: "
+                           f"{', '.join(NETWORKS)}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise RowstatError(f"bad value for --batch: {batch!r}; allowed: an integer >= 1")
+    return {layer: LayerSpec(N=batch, relu=relu, shift=shift, **shape)
+            for layer, shape in NETWORKS[name].items()}

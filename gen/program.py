@@ -20,6 +20,7 @@ ofmap words (packed little-endian, ``act_width`` bits each when the layer requan
 """
 
 import enum
+import functools
 
 from amaranth.hdl import Const
 from amaranth.lib import data
@@ -74,6 +75,7 @@ COUNTERS = ("cycles", "macs", "macs_skipped_zero", "pe_busy_cycles", "pe_idle_cy
             "stall_cycles", "glb_reads", "glb_writes", "words_in", "words_out", "passes")
 
 
+@functools.lru_cache(maxsize=None)
 def layer_layout(arch):
     from ..hw.pe import pe_config_layout
     from ..hw.output_stage import output_config_layout
@@ -84,10 +86,12 @@ def layer_layout(arch):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def load_layout(arch):
     return data.StructLayout({"target": 4, "addr": COUNT, "count": COUNT + 4})
 
 
+@functools.lru_cache(maxsize=None)
 def streamer_layout(arch):
     return data.StructLayout({
         "base": COUNT,      # first GLB word of the region
@@ -97,6 +101,7 @@ def streamer_layout(arch):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def pass_layout(arch):
     return data.StructLayout({
         "filt": streamer_layout(arch),
@@ -107,6 +112,7 @@ def pass_layout(arch):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def drain_layout(arch):
     return data.StructLayout({
         "base": COUNT,          # psum space address
@@ -120,6 +126,7 @@ def drain_layout(arch):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def counters_layout(arch):
     return data.StructLayout({"clear": 1})
 
@@ -130,15 +137,45 @@ ARG_LAYOUTS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def nargs(arch, op):
+    """Argument words of ``op`` (cached: the timing model asks once per command)."""
     if op not in ARG_LAYOUTS:
         return 0
     return -(-ARG_LAYOUTS[op](arch).size // 32)
 
 
 def pack(layout, value):
-    """Integer value of ``layout`` for a (nested) dict of field values."""
-    return Const.cast(layout.const(value)).value
+    """Integer value of ``layout`` for a (nested) dict of field values (missing fields are 0,
+    values are taken modulo their field's width).
+
+    The same bits as ``Const.cast(layout.const(value))``, without building Amaranth constants:
+    the compiler and the ID chain pack thousands of these.
+    """
+    out = 0
+    for name, offset, width, nested in _fields_of(layout):
+        if name not in value:
+            continue
+        v = value[name]
+        v = pack(nested, v) if nested is not None else int(getattr(v, "value", v))
+        out |= (v & ((1 << width) - 1)) << offset
+    return out
+
+
+_FIELDS = {}
+
+
+def _fields_of(layout):
+    """(name, offset, width, nested layout or None) per field of ``layout``, cached."""
+    key = id(layout)
+    hit = _FIELDS.get(key)
+    if hit is None or hit[0] is not layout:
+        fields = []
+        for name, fld in layout:
+            nested = fld.shape if isinstance(fld.shape, data.Layout) else None
+            fields.append((name, fld.offset, fld.width, nested))
+        hit = _FIELDS[key] = (layout, fields)
+    return hit[1]
 
 
 def encode_command(arch, op, args=None, wait=0):

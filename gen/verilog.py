@@ -12,10 +12,12 @@ from amaranth.lib import wiring
 from .. import __version__
 from .errors import RowstatError
 
-__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic", "write_npy", "write_json"]
+__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic", "write_bytes_atomic",
+           "write_npy", "write_json"]
 
-#: Top-level components a user can generate.
-TOPS = ("pe", "array", "accelerator")
+#: Top-level components a user can generate. ``board`` is the accelerator behind the UART host
+#: link (rowstat.fpga.board.BoardCore) with the UART at SIM_DIVISOR clocks per bit.
+TOPS = ("pe", "array", "accelerator", "board")
 
 
 def make_top(arch, top):
@@ -29,6 +31,9 @@ def make_top(arch, top):
     if top == "accelerator":
         from ..hw.accelerator import Accelerator
         return Accelerator(arch)
+    if top == "board":
+        from ..fpga.board import BoardCore
+        return BoardCore(arch)
     raise RowstatError(f"bad value for --top: {top!r}; allowed: {', '.join(TOPS)}")
 
 
@@ -80,16 +85,22 @@ def write_atomic(path, text):
     path = Path(path)
     if path.exists() and path.read_text() == text:
         return False
+    write_bytes_atomic(path, text.encode())
+    return True
+
+
+def write_bytes_atomic(path, data):
+    """Write the bytes ``data`` to ``path`` like :func:`write_atomic` (always)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True
 
 
 def write_npy(path, array):

@@ -58,6 +58,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from ..gen.program import pack
+
 from .noc import (GON2D, BeatToWords, MulticastBus, WordsToBeat, beat_layout,
                   gon2d_packet_layout, packet_layout)
 from .pe import PE, pe_config_layout
@@ -206,7 +208,7 @@ def id_chain_words(arch, placement):
                 "psum_from": _PSUM_FROM[place.psum_from] if place else PsumFrom.NONE,
                 "psum_to": _PSUM_TO[place.psum_to] if place else PsumTo.ABOVE,
             }}
-        words.append(Const.cast(layout.const(rec)).value)
+        words.append(pack(layout, rec))
     return words[::-1]       # the far end's word goes in first
 
 

@@ -16,7 +16,10 @@ from ..gen.program import COUNT, BlockKind, drain_layout, header_beat
 from .glb import ReadPort, WritePort
 from .output_stage import OutputStage, output_config_layout
 
-__all__ = ["Drain"]
+__all__ = ["Drain", "DRAIN_LATENCY"]
+
+#: Cycles a DRAIN command takes beyond one per psum (measured, checked by the unit tests).
+DRAIN_LATENCY = 11
 
 
 class Drain(wiring.Component):
@@ -55,11 +58,11 @@ class Drain(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(~active), self.busy.eq(active)]
 
         # --- GLB reads -> word FIFO --------------------------------------------------------------
-        m.submodules.words = words = fifo.SyncFIFOBuffered(width=arch.glb_width, depth=4)
+        m.submodules.words = words = fifo.SyncFIFOBuffered(width=arch.glb_width, depth=6)
         read_ptr = Signal(COUNT)
         reads_left = Signal(COUNT + 12)
         inflight = Signal()
-        want = active & (reads_left != 0) & ((words.level + inflight) < 3)
+        want = active & (reads_left != 0) & ((words.level + inflight) < 5)
         m.d.comb += [self.glb.en.eq(want), self.glb.addr.eq(read_ptr)]
         got = want & self.glb.grant
         m.d.sync += inflight.eq(got)
@@ -88,10 +91,10 @@ class Drain(wiring.Component):
         m.submodules.stage = stage = OutputStage(arch)
         m.d.comb += stage.cfg.eq(self.out_cfg)
         # Psum + bias pairs wait here for the output stage; the bias read takes a cycle.
-        m.submodules.pairs = pairs = fifo.SyncFIFOBuffered(width=2 * P, depth=4)
+        m.submodules.pairs = pairs = fifo.SyncFIFOBuffered(width=2 * P, depth=6)
         p_valid = Signal()
         p_psum = Signal(signed(P))
-        room = (pairs.level + p_valid) < 3
+        room = (pairs.level + p_valid) < 5
         take = active & words.r_rdy & room & (words_left != 0)
         psum = words.r_data.word_select(slot, P) if bw > 1 else words.r_data[:P]
         m.d.comb += [brd.addr.eq(cmd.bias_base + tc_p + k), brd.en.eq(take)]
@@ -130,11 +133,13 @@ class Drain(wiring.Component):
         fill = Signal(range(D + 1))                   # bits filled
         beats_left = Signal(COUNT + 4)
         header_due = Signal()
-        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=D, depth=2)
+        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=D, depth=4)
         packed_left = Signal(COUNT + 12)              # output words not yet packed
-        full = (fill + out_w) > D
+        # A value that fills the beat (the next would not fit) goes out with it in the same
+        # cycle, so packing never stalls the output stage: one psum per cycle.
+        completes = (fill + 2 * out_w) > D
         emit = Signal()
-        m.d.comb += stage.o.ready.eq(beats.w_rdy & ~header_due & ~full)
+        m.d.comb += stage.o.ready.eq(beats.w_rdy & ~header_due)
         value = Mux(self.out_cfg.shift_en, stage.o.payload.as_unsigned() & ((1 << A) - 1),
                     stage.o.payload.as_unsigned())
         with m.If(header_due):
@@ -142,14 +147,10 @@ class Drain(wiring.Component):
                                                             | (cmd.beats << 12))]
             with m.If(beats.w_rdy):
                 m.d.sync += header_due.eq(0)
-        with m.Elif(full & (fill != 0)):
-            m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(beat), emit.eq(beats.w_rdy)]
-            with m.If(beats.w_rdy):
-                m.d.sync += [beat.eq(0), fill.eq(0)]
         with m.Elif(stage.o.valid & stage.o.ready):
             shifted = (value << fill)[:D]
-            with m.If(packed_left == 1):
-                # The block's last word: send the (possibly partial) beat now.
+            with m.If(completes | (packed_left == 1)):
+                # The beat is full, or this is the block's last word (a partial beat).
                 m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(beat | shifted), emit.eq(1)]
                 m.d.sync += [beat.eq(0), fill.eq(0)]
             with m.Else():

@@ -150,7 +150,9 @@ class PE(wiring.Component):
         p_rd = psum_spad.read_port(domain="comb")    # read-modify-write in the accumulate stage
 
         m.submodules.done = done = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=PD)
-        m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=2)
+        # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
+        # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
+        m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=3)
 
         # --- latched pass configuration and derived per-pass constants -----------------------
         cfg = Signal(pe_config_layout(arch))

@@ -17,7 +17,10 @@ from amaranth.lib.wiring import In, Out
 from ..gen.program import COUNT, streamer_layout
 from .glb import ReadPort, WritePort
 
-__all__ = ["Streamer"]
+__all__ = ["Streamer", "STREAMER_LATENCY"]
+
+#: Cycles from a command to its first beat (GLB read, word FIFO), checked by the unit tests.
+STREAMER_LATENCY = 3
 
 
 class Streamer(wiring.Component):
@@ -88,9 +91,11 @@ class Streamer(wiring.Component):
         reads_left = Signal(COUNT + 13)       # beats not yet read from the GLB
 
         # --- GLB reads into a small word FIFO ------------------------------------------------
-        m.submodules.words = words = fifo.SyncFIFOBuffered(width=self._glb_width, depth=4)
+        # Deep enough to cover the read latency and the buffered FIFO's own: a region of one
+        # beat per word streams at one beat per cycle.
+        m.submodules.words = words = fifo.SyncFIFOBuffered(width=self._glb_width, depth=6)
         inflight = Signal()
-        can_read = active & (reads_left != 0) & ((words.level + inflight) < 3)
+        can_read = active & (reads_left != 0) & ((words.level + inflight) < 5)
         m.d.comb += [self.glb.en.eq(can_read), self.glb.addr.eq(read_ptr)]
         m.d.sync += inflight.eq(can_read)
         with m.If(can_read):

@@ -54,6 +54,8 @@ async def accelerator_program(dut):
     budget = 0.0
     out_pending = False
     first = last = None
+    trace = [] if args.get("trace") else None      # cycle each command word was taken
+    out_trace = []                                  # ... and each output beat left
     while len(out) < n_out:
         dut.cmd__valid.value = int(ci < len(cmd))
         if ci < len(cmd):
@@ -73,6 +75,8 @@ async def accelerator_program(dut):
         if ci < len(cmd) and dut.cmd__ready.value:
             if first is None:
                 first = cycles
+            if trace is not None:
+                trace.append(cycles)
             ci += 1
         if offer_in and dut.data_in__ready.value:
             di += 1
@@ -82,6 +86,8 @@ async def accelerator_program(dut):
             out.append(int(dut.data_out__payload.value))
             budget -= width
             last = cycles
+            if trace is not None:
+                out_trace.append(cycles)
         out_pending = out_valid and not (offer_out and out_valid)
         if rate is None:
             out_pending = False
@@ -97,6 +103,9 @@ async def accelerator_program(dut):
     np.save(args["out_file"], np.array(out, dtype=object), allow_pickle=True)
     report = {"cycles": (last - first + 1) if out else 0, "bench_cycles": cycles,
               "cmd_words": ci, "data_beats": di, "out_beats": len(out)}
+    if trace is not None:
+        report["cmd_cycles"] = [c - first for c in trace]
+        report["out_cycles"] = [c - first for c in out_trace]
     with open(os.environ["ROWSTAT_BENCH_REPORT"], "w") as fh:
         json.dump(report, fh)
     assert di == len(data), f"the program left {len(data) - di} data beats unread"

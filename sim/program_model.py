@@ -33,6 +33,11 @@ models:
   consumed), words_out (output beats sent before the block), passes are exact. cycles,
   pe_busy_cycles, pe_idle_cycles and stall_cycles come from a rough timing estimate (each unit
   busy for its beats or MAC cycles), not from the RTL's timing.
+* **Stats** (``ModelResult.stats``, not hardware counters): per GIN the beats streamed
+  (``filt_beats``, ``ifmap_beats``, ``psum_beats``) and the words PEs received
+  (``*_words_received``, a multicast word once per receiving PE); the GON's beats and psums
+  (``gon_beats``, ``gon_words``), the psums sent PE to PE (``local_psum_words``); the filter
+  buffer's reads and writes.
 """
 
 from collections import defaultdict
@@ -410,6 +415,7 @@ class ProgramModel:
         for pe, idx in entries.items():
             sel = beats[:, idx, :]
             got[pe] = sel[np.broadcast_to(valid[:, None, :], sel.shape)]
+            self.stats[f"{gin}_words_received"] += len(got[pe])
         self.stats[f"{gin}_beats"] += nbeats
         return got, (space, base, base + nwords), [(tag_target.name.lower(), 0, ntags)]
 
@@ -490,6 +496,7 @@ class ProgramModel:
             macs += p * (win.size - zeros)
             skipped += p * zeros
             dest = PsumTo(rec["psum_to"])
+            self.stats["gon_words" if dest == PsumTo.GON else "local_psum_words"] += res.size
             if dest == PsumTo.ABOVE:
                 above = (pos[0] + 1, pos[1])
                 if above not in pes or not pes[above]["active"] or \
@@ -516,6 +523,7 @@ class ProgramModel:
                     beat.append(_Poison.word(out_base + i * 31 + slot, P))
                 addr = out_base + i * nchains + chain
                 self._glb_write("psum", addr, _pack_word(beat, P))
+                self.stats["gon_beats"] += 1
                 written.append(addr)
         if written:
             fp.append(("psum", min(written), max(written) + 1, True))

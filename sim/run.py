@@ -41,11 +41,13 @@ def stats_from(arch, layer, program, counters, cycles):
 
 
 def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
-              io_bits_per_cycle=None, mapping=None, progress=True):
+              io_bits_per_cycle=None, mapping=None, progress=True, trace=False):
     """Run ``layer`` on the accelerator RTL in cocotb. Returns (ofmap (N, M, E, F) int64, stats).
 
     The testbench plays DRAM: it feeds the input stream and drains the output stream as fast
     as the hardware takes them, or throttled to ``io_bits_per_cycle`` bits per core cycle.
+    With ``trace``, stats["trace"] has the cycle (from the first command word) at which each
+    command word was taken and each output beat left, for checking the timing model.
     """
     if io_bits_per_cycle is not None and not io_bits_per_cycle > 0:
         raise RowstatError(f"bad value for --io-bits-per-cycle: {io_bits_per_cycle}; "
@@ -57,6 +59,7 @@ def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
         np.save(tmp / "data.npy", np.array(program.data, dtype=object), allow_pickle=True)
         args = {"cmd": list(program.cmd), "data_file": str(tmp / "data.npy"),
                 "out_beats": program.out_beats, "dram_width": arch.dram_width,
+                "trace": bool(trace),
                 "io_bits": io_bits_per_cycle, "out_file": str(tmp / "out.npy"),
                 "max_cycles": max(2_000_000, 40 * program.estimated_cycles())
                 if hasattr(program, "estimated_cycles") else 50_000_000}
@@ -70,6 +73,8 @@ def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
     stats = stats_from(arch, layer, program, counters, report["cycles"])
     stats["sim_seconds"] = report["sim_seconds"]
     stats["build_seconds"] = built.build_seconds
+    if trace:
+        stats["trace"] = {"cmd_cycles": report["cmd_cycles"], "out_cycles": report["out_cycles"]}
     if report.get("waves"):
         stats["waves"] = report["waves"]
     return ofmap, stats

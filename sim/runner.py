@@ -104,6 +104,11 @@ def build(arch, top="pe", sim=None, waves=False, progress=True):
         binary = build_dir / (module if sim == "verilator" else "sim.vvp")
         if not (stamp.exists() and stamp.read_text() == stamp_text and binary.exists()):
             _say(progress, f"building {top} for {sim} in {build_dir} ...")
+            # Start clean: make's dependency files name the venv that built them last, which
+            # may be another clone's and gone.
+            for old in build_dir.iterdir():
+                if old.name not in (".lock", source.name, f"{module}.json"):
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
             t1 = time.monotonic()
             extra = []
             if sim == "verilator":
@@ -169,7 +174,13 @@ def run_bench(built, bench_module, args, testcase=None, waves=None, progress=Tru
         report_path = tmp / "report.json"
         log = tmp / "sim.log"
         progress_path = tmp / "progress.json"
-        env = {"ROWSTAT_BENCH_ARGS": str(tmp / "args.json"),
+        # A cached Verilator binary keeps the RUNPATH of the venv that built it (another
+        # clone's, possibly gone): point the loader at this venv's cocotb libraries first.
+        from cocotb_tools.config import libs_dir
+        ld_path = os.pathsep.join(p for p in (str(libs_dir), os.environ.get("LD_LIBRARY_PATH"))
+                                  if p)
+        env = {"LD_LIBRARY_PATH": ld_path,
+               "ROWSTAT_BENCH_ARGS": str(tmp / "args.json"),
                "ROWSTAT_BENCH_REPORT": str(report_path),
                "ROWSTAT_BENCH_PROGRESS": str(progress_path)}
         t0 = time.monotonic()

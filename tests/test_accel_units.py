@@ -227,3 +227,88 @@ def test_drain_matches_its_contract(preset, shift, relu, seed):
     sim.run()
     assert parse_header(got[0]) == (BlockKind.OFMAP, len(expected))
     assert got[1:] == expected
+
+
+@pytest.mark.parametrize("preset, shift", [("eyeriss", None), ("eyeriss", 8), ("tiny", None)])
+def test_drain_streams_one_psum_per_cycle(preset, shift):
+    """With the GLB and the output always ready, the drain takes one psum per cycle: a block
+    of V psums takes V cycles plus a fixed latency (the model in rowstat.sim.timing)."""
+    from rowstat.hw.drain import DRAIN_LATENCY
+    arch = PRESETS[preset]
+    bw = arch.psum_bus_width // arch.psum_width
+    cmd = {"base": 3, "chunks": 12, "nchains": 6, "last": bw - 1, "p": 4, "chains_per_tc": 3,
+           "bias_base": 0}
+    memory = {cmd["base"] + w: (w * 0x9E3779B97F4A7C15) % (1 << arch.glb_width)
+              for w in range(cmd["chunks"] * cmd["nchains"])}
+    expected = drain_model(arch, memory, cmd, [0] * 64, shift, False)
+    cmd["beats"] = len(expected)
+    values = cmd["chunks"] * cmd["nchains"] * bw
+    dut = Drain(arch, 14)
+    from rowstat.hw.output_stage import output_config_layout
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    took = {}
+
+    async def bench(ctx):
+        ctx.set(dut.out_cfg.as_value(), pack(output_config_layout(arch), {
+            "shift_en": shift is not None, "shift": shift or 0, "relu": False}))
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.glb.grant, 1)
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload.as_value(), pack(drain_layout(arch), cmd))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        got, read, cycles = [], None, 0
+        while ctx.get(dut.busy) or cycles == 0:
+            if read is not None:
+                ctx.set(dut.glb.data, memory.get(read, 0))
+            _, _, en, addr, valid, payload = await ctx.tick().sample(
+                dut.glb.en, dut.glb.addr, dut.o.valid, dut.o.payload)
+            read = addr if en else None
+            if valid:
+                got.append(payload)
+            cycles += 1
+            assert cycles < 5000
+        took["cycles"], took["got"] = cycles, got
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert took["got"][1:] == expected
+    assert took["cycles"] == values + DRAIN_LATENCY, (took["cycles"], values)
+
+
+@pytest.mark.parametrize("preset, kind", [("eyeriss", "psum"), ("eyeriss", "filter"),
+                                          ("tiny", "psum")])
+def test_streamer_sends_a_beat_per_cycle(preset, kind):
+    """With the network always ready, a region of B beats streams in B cycles plus a fixed
+    latency (STREAMER_LATENCY, used by the timing model)."""
+    from rowstat.hw.array import psum_packet_layout
+    from rowstat.hw.streamer import STREAMER_LATENCY
+    arch = PRESETS[preset]
+    packet, beat = ((psum_packet_layout(arch), psum_beat_layout(arch)) if kind == "psum"
+                    else (filter_packet_layout(arch), filter_beat_layout(arch)))
+    ntags, chunks = 5, 7
+    dut = Streamer(packet, beat, 14, arch.glb_width, 64)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    took = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload.as_value(), pack(streamer_layout(arch), {
+            "base": 0, "chunks": chunks, "ntags": ntags, "last": 0}))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        beats = cycles = 0
+        while ctx.get(dut.busy):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            beats += valid
+            cycles += 1
+            assert cycles < 5000
+        took["beats"], took["cycles"] = beats, cycles
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert took["beats"] == ntags * chunks
+    assert took["cycles"] == ntags * chunks + STREAMER_LATENCY, took

@@ -8,6 +8,7 @@ from rowstat.gen.compiler import compile_layer
 from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError, RowstatError
 from rowstat.gen.layer import LayerSpec
+from rowstat.gen.mapping import map_layer
 from rowstat.gen.networks import ALEXNET
 from rowstat.gen.program import COUNTERS
 from rowstat.sim.golden import golden_layer
@@ -53,7 +54,7 @@ def check(arch, layer, seed, **options):
     expected = golden_layer(arch, layer, x, w, b)
     assert ofmap.shape == expected.shape and ofmap.dtype == np.int64
     assert np.array_equal(ofmap, expected), f"{layer}: {np.argwhere(ofmap != expected)[:5]}"
-    program = compile_layer(arch, layer, x, w, b)
+    program = compile_layer(arch, layer, x, w, b, mapping=options.get("mapping"))
     # Counters against hand-derived expectations.
     assert stats["dram_read_words"] == len(program.data)
     # Every output beat but the counter block (its header and the counters) is ofmap.
@@ -92,7 +93,7 @@ def test_accelerator_eyeriss_conv3_like():
     """An AlexNet-CONV3-like layer (3x3, 13x13 out) at small channel counts on 12 x 14."""
     arch = PRESETS["eyeriss"]
     layer = LayerSpec(N=1, C=8, H=13, W=13, M=8, R=3, S=3, padding=1, relu=True, shift=6)
-    stats = check(arch, layer, 11)
+    stats = check(arch, layer, 11, mapping=map_layer(arch, layer, e=13))
     assert stats["mapping"]["e"] == 13
 
 

@@ -109,7 +109,8 @@ def test_random_layers_bit_exact(name, arch, count):
     (SMALL_GLB, LayerSpec(N=2, C=17, H=16, W=8, M=23, R=3, S=2, stride=3), {},
      ("cbs", "mblocks")),
     # one psum region only: drains not overlapped, still correct
-    (SMALL_GLB, LayerSpec(N=2, C=17, H=16, W=8, M=23, R=3, S=2, stride=3), {}, ("single",)),
+    (SMALL_GLB, LayerSpec(N=2, C=17, H=16, W=8, M=23, R=3, S=2, stride=3),
+     dict(n=2, e=2, p=6, q=1, t=2, m=12), ("single",)),
     # one ifmap buffer
     (TINY.replace(glb_banks=2, glb_bank_depth=64),
      LayerSpec(N=1, C=3, H=6, W=90, M=4, R=3, S=2), dict(e=1), ("ifmap1", "single", "cbs")),
@@ -288,3 +289,21 @@ def test_alexnet_on_model():
             LayerSpec(N=1, C=384, H=13, W=13, M=256, R=3, S=3, padding=1, groups=2, relu=True,
                       shift=10)):
         run(EYERISS, layer, seed=7)
+
+
+@pytest.mark.parametrize("name, arch", [("tiny", TINY), ("odd", ODD), ("small_glb", SMALL_GLB),
+                                        ("eyeriss", EYERISS), ("wide", WIDE)])
+def test_plan_is_the_compiled_program_without_data(name, arch):
+    """plan_layer (no data, no command words) gives exactly compile_layer's steps."""
+    from rowstat.gen.compiler import plan_layer
+    rng = random.Random(f"plan-{name}")
+    for i in range(8):
+        layer = random_layer(rng, arch, big=i % 2 == 0)
+        mp = map_layer(arch, layer)
+        x, w, b = layer_data(arch, layer, i)
+        program = compile_layer(arch, layer, x, w, b, mapping=mp)
+        plan = plan_layer(arch, layer, mp)
+        assert plan.steps == program.steps
+        assert plan.cmd == [] and plan.data == []
+        assert plan.out_beats == program.out_beats
+        assert sum(a["count"] for op, _, a in plan.steps if op == Op.LOAD) == len(program.data)

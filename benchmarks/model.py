@@ -1,0 +1,183 @@
+"""The analytical model (rowstat.sim.model): its run time on whole networks, and AlexNet CONV1-5
+beside the published Eyeriss figures and the recorded RTL runs.
+
+    .venv/bin/python benchmarks/model.py [--batch 4] [--io-bits-per-cycle 19.2]
+        [--repeat 5] [--out benchmarks/results/model]
+
+Writes OUT/timing.json (seconds per network: mapping + model, and the model alone with the
+mappings given), OUT/alexnet_vs_chip.{json,md} (per layer: model cycles, utilisation, active
+PEs, DRAM and GLB MB and mapping against the chip's, JSSC 2017, batch 4) and, for every RTL run
+recorded by benchmarks/alexnet.py in benchmarks/results/alexnet/*.json, the model with the
+same mapping against it.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rowstat.gen.config import PRESETS
+from rowstat.gen.mapping import map_layer
+from rowstat.gen.networks import NETWORKS, network_layers
+from rowstat.sim.model import model_layer, model_network, network_totals
+
+# the chip's figures, kept in one place (run as a script: benchmarks/ is on sys.path)
+from alexnet import CHIP, CHIP_MACS  # noqa: E402
+
+#: The chip's mapping at batch 4 (REFERENCE.md): n e p q r t m.
+CHIP_MAPPING = {
+    "CONV1": (1, 7, 16, 1, 1, 2, 64), "CONV2": (1, 27, 16, 2, 1, 1, 64),
+    "CONV3": (4, 13, 16, 4, 1, 4, 64), "CONV4": (4, 13, 16, 3, 2, 2, 64),
+    "CONV5": (4, 13, 16, 3, 2, 2, 64),
+}
+
+
+def mb(words, bits):
+    return words * bits / 8 / 1e6
+
+
+def timing(arch, repeat, batch):
+    out = {}
+    for name in NETWORKS:
+        layers = network_layers(name, batch)
+        full, alone = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            models = model_network(arch, layers)
+            full.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for m in models:
+                model_layer(arch, m.layer, m.mapping)
+            alone.append(time.perf_counter() - t0)
+        out[name] = {"layers": len(layers), "batch": batch,
+                     "seconds_with_mapping": statistics.median(full),
+                     "seconds_model_only": statistics.median(alone),
+                     "cycles": network_totals(models)["cycles"]}
+        t = out[name]
+        print(f"{name:>13}: {len(layers)} layers, map + model {t['seconds_with_mapping']:.3f} s, "
+              f"model alone {1e3 * t['seconds_model_only']:.2f} ms", file=sys.stderr)
+    return out
+
+
+def versus_chip(arch, batch, io):
+    rows = []
+    layers = network_layers("alexnet", batch)
+    scale = batch / 4
+    for name, layer in layers.items():
+        m = model_layer(arch, layer, io_bits_per_cycle=io)
+        a, mp = m.accesses, m.mapping
+        chip_cycles, chip_pes, chip_glb, chip_dram = CHIP[name]
+        rows.append({
+            "layer": name, "macs_M": layer.macs / 1e6,
+            "cycles_M": m.cycles / 1e6, "chip_cycles_M": chip_cycles * scale,
+            "pe_utilization": m.pe_utilization,
+            "chip_utilization": CHIP_MACS[name] * 1e6 / (168 * chip_cycles * 1e6),
+            "active_pes": mp.active_pes, "chip_active_pes": chip_pes,
+            "dram_MB": mb(a["dram_read_words"] + a["dram_write_words"], arch.dram_width),
+            "chip_dram_MB": chip_dram * scale,
+            "glb_MB": mb(a["glb_reads"] + a["glb_writes"], arch.glb_width),
+            "glb_with_filters_MB": mb(a["glb_reads"] + a["glb_writes"] + a["filter_buffer_reads"]
+                                      + a["filter_buffer_writes"], arch.glb_width),
+            "chip_glb_MB": chip_glb * scale,
+            "energy": m.energy, "passes": mp.passes,
+            "mapping": {k: getattr(mp, k) for k in "nepqrtm"},
+            "chip_mapping": dict(zip("nepqrtm", CHIP_MAPPING[name])),
+        })
+    return rows
+
+
+def versus_rtl(arch, results_dir):
+    """The model with the mapping of each recorded RTL run, against that run."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        data = json.loads(path.read_text())
+        batch, io = data["summary"]["batch"], data["summary"]["io_bits_per_cycle"]
+        layers = network_layers("alexnet", batch)
+        for run in data["layers"]:
+            layer = layers[run["layer"]]
+            mp = map_layer(arch, layer, io_bits_per_cycle=io, **run["mapping"])
+            m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
+            a = m.accesses
+            rows.append({
+                "run": path.name, "layer": run["layer"], "batch": batch,
+                "rtl_cycles_M": run["cycles_M"], "model_cycles_M": m.cycles / 1e6,
+                "cycle_error": m.cycles / 1e6 / run["cycles_M"] - 1,
+                "rtl_dram_MB": run["dram_MB"],
+                "model_dram_MB": mb(a["dram_read_words"] + a["dram_write_words"],
+                                    arch.dram_width),
+                "rtl_glb_MB": run["glb_MB"],
+                "model_glb_MB": mb(a["glb_reads"] + a["glb_writes"], arch.glb_width),
+                "passes": (run["passes"], a["passes"]),
+            })
+    return rows
+
+
+def markdown(chip_rows, rtl_rows, batch, io, timings):
+    lines = [f"AlexNet CONV1-5, batch {batch}, link {io} bits/cycle, eyeriss preset: the model "
+             f"(rowstat.sim.model) against the chip (JSSC 2017, batch 4 figures scaled by "
+             f"batch/4).", "",
+             "| layer | cycles M (chip) | util. (chip) | active PEs (chip) | DRAM MB (chip) | "
+             "GLB MB, +filters (chip) | n e p q r t m (chip) |", "|" + "---|" * 7]
+    for r in chip_rows:
+        mp, cm = r["mapping"], r["chip_mapping"]
+        lines.append(
+            f"| {r['layer']} | {r['cycles_M']:.2f} ({r['chip_cycles_M']:.2f}) | "
+            f"{r['pe_utilization']:.1%} ({r['chip_utilization']:.1%}) | {r['active_pes']} "
+            f"({r['chip_active_pes']}) | {r['dram_MB']:.2f} ({r['chip_dram_MB']:.2f}) | "
+            f"{r['glb_MB']:.1f}, {r['glb_with_filters_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
+            f"{' '.join(str(mp[k]) for k in 'nepqrtm')} "
+            f"({' '.join(str(cm[k]) for k in 'nepqrtm')}) |")
+    tot = {k: sum(r[k] for r in chip_rows) for k in ("cycles_M", "chip_cycles_M", "dram_MB",
+                                                      "chip_dram_MB", "glb_MB", "chip_glb_MB",
+                                                      "macs_M")}
+    lines.append(f"| total | {tot['cycles_M']:.2f} ({tot['chip_cycles_M']:.2f}) | "
+                 f"{tot['macs_M'] / (168 * tot['cycles_M']):.1%} (69%) | | "
+                 f"{tot['dram_MB']:.2f} ({tot['chip_dram_MB']:.2f}) | {tot['glb_MB']:.1f} "
+                 f"({tot['chip_glb_MB']:.1f}) | |")
+    if rtl_rows:
+        lines += ["", "The model with the mapping of a recorded RTL run (benchmarks/alexnet.py), "
+                  "against that run:", "",
+                  "| run | layer | cycles M RTL / model (error) | DRAM MB RTL / model | "
+                  "GLB MB RTL / model | passes RTL / model |", "|" + "---|" * 6]
+        for r in rtl_rows:
+            lines.append(f"| {r['run']} | {r['layer']} | {r['rtl_cycles_M']:.3f} / "
+                         f"{r['model_cycles_M']:.3f} ({r['cycle_error']:+.1%}) | "
+                         f"{r['rtl_dram_MB']:.6f} / {r['model_dram_MB']:.6f} | "
+                         f"{r['rtl_glb_MB']:.6f} / {r['model_glb_MB']:.6f} | "
+                         f"{r['passes'][0]} / {r['passes'][1]} |")
+    lines += ["", "Model run time (eyeriss preset, batch 1; median):", "",
+              "| network | layers | map + model (s) | model alone (ms) |", "|---|---|---|---|"]
+    for name, t in timings.items():
+        lines.append(f"| {name} | {t['layers']} | {t['seconds_with_mapping']:.3f} | "
+                     f"{1e3 * t['seconds_model_only']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--io-bits-per-cycle", type=float, default=19.2)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rtl-results", default="benchmarks/results/alexnet")
+    parser.add_argument("--out", default="benchmarks/results/model")
+    args = parser.parse_args(argv)
+    arch = PRESETS["eyeriss"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = timing(arch, args.repeat, 1)
+    chip_rows = versus_chip(arch, args.batch, args.io_bits_per_cycle)
+    rtl_rows = versus_rtl(arch, args.rtl_results)
+    (out / "timing.json").write_text(json.dumps(timings, indent=2) + "\n")
+    (out / "alexnet_vs_chip.json").write_text(json.dumps(
+        {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle, "layers": chip_rows,
+         "rtl": rtl_rows}, indent=2) + "\n")
+    text = markdown(chip_rows, rtl_rows, args.batch, args.io_bits_per_cycle, timings)
+    (out / "alexnet_vs_chip.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

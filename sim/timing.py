@@ -1,0 +1,197 @@
+"""Cycle model of the accelerator: when each command of a program issues and when the layer ends.
+
+It replays the controller (rowstat.hw.controller) at the level of commands, not cycles: a
+command's words are taken one per cycle; it issues when its unit and the units of its wait
+mask are idle (LAYER and COUNTERS wait for all); each unit then stays busy for a duration
+that depends only on the command's arguments and the layer's PE shape, as the units'
+docstrings define them:
+
+* **LOAD**: one data beat per cycle (the loader), or the link's rate when it is throttled.
+* **PASS**: :func:`pass_cycles` (the PE's ``p*q*S*F*rows + p + 7`` MAC schedule, stretched
+  where the psum, ifmap or GON traffic cannot keep up, plus the filter fill of the first
+  column and the last psums' trip up the chain and out through the GON).
+* **DRAIN**: one psum per cycle through bias and the output stage (``DRAIN_LATENCY`` more),
+  or the link's rate.
+* **COUNTERS**: a header and the counter beats.
+
+The model works on the command *plan* (``Program.steps``: op, wait mask, arguments), which
+the compiler records as it emits, so there is one home for the loop nest and the wait masks.
+:func:`program_cycles` gives cycles from the first command word to the last output beat, the
+figure ``rowstat run`` reports.
+"""
+
+import math
+from dataclasses import dataclass
+
+from ..gen.mapping import PASS_OVERHEAD, stream_geometry
+from ..gen.program import COUNTER_WIDTH, COUNTERS, Op, Wait, nargs
+from ..hw.drain import DRAIN_LATENCY
+
+__all__ = ["program_cycles", "pass_cycles", "Timeline"]
+
+#: Cycles between a command's issue and its unit raising busy.
+_START = 1
+
+
+@dataclass
+class Timeline:
+    cycles: int                 # first command word to last output beat
+    issue: list                 # issue cycle of each step
+    end: list                   # cycle each step's unit went idle (None: no unit)
+    busy: dict                  # unit -> cycles busy
+
+
+def pass_cycles(arch, pe, args):
+    """Cycles from a PASS issuing until the array and the streamers are idle.
+
+    ``pe``: the LAYER's PE configuration (p, q, S, F, U, n_rows); ``args``: the PASS arguments.
+
+    The three GIN streamers send one beat per cycle, round robin over their tags. Every PE
+    runs the same MAC schedule (rowstat.hw.pe), so the pass is paced by the slowest of:
+
+    * the first column, which waits for the filter stream (each PE's weights arrive every
+      ``ntags`` cycles) and for the first ifmap window;
+    * the later columns, each ``p*q*S`` MAC cycles, or the ifmap and input psum streams if
+      they take longer;
+    * the GON, one beat per cycle, which can start only when the first column's psums have
+      climbed the chain; when the array makes psums faster it paces the whole pass.
+    """
+    geo = stream_geometry(arch)
+    wpb_i, wpb_p = geo["ifmap"][0], geo["psum"][0]
+    p, q, S, F, rows = pe["p"], pe["q"], pe["S"], pe["F"], pe["n_rows"]
+    pqs = p * q * S
+    f, i, ps, nch = args["filt"], args["ifmap"], args["psum"], args["nchains"]
+    # first column: until the last PE's last filter beat has come, and its words are used
+    fill = f["chunks"] * f["ntags"] + f["last"] + 1 if f["chunks"] else 0
+    # ... and for its ifmap window: the last PE's last window beat, then the p steps of its word
+    window = -(-q * S // wpb_i) * i["ntags"] + p if i["chunks"] else 0
+    first = max(pqs, fill, window)
+    mac_end = first + (F * rows - 1) * pqs
+    # the last ifmap beat (then the p steps that use its last word); the last input psum beat
+    stream_end = max(i["chunks"] * i["ntags"] + p, ps["chunks"] * ps["ntags"])
+    # after the last column: its p psums leave each PE, climb the chain, cross the GON
+    last_beats = nch * -(-p // wpb_p)
+    by_macs = max(mac_end, stream_end) + p + last_beats + T_TAIL
+    by_gon = first + nch * -(-rows * F * p // wpb_p) + T_GON
+    return max(by_macs, by_gon)
+
+
+#: Fixed latencies of a pass beyond its bus beats and MAC steps, fitted to RTL traces
+#: (tests/test_timing.py checks whole layers against the RTL); the mapper's estimate uses them.
+T_TAIL, T_GON = PASS_OVERHEAD
+
+
+def program_cycles(arch, steps, *, io_bits_per_cycle=None):
+    """Replay ``steps`` (op, wait, args) on the controller model; returns a :class:`Timeline`.
+
+    The cycle count is from the first command word taken to the last output beat sent, as the
+    cocotb bench measures it.
+    """
+    width = arch.dram_width
+    beat_cycles = 1.0 if io_bits_per_cycle is None else max(1.0, width / io_bits_per_cycle)
+    words = {op: nargs(arch, op) + 1 for op in Op}     # header + arguments, then ISSUE
+    ppw = _psums_per_word(arch)
+    counter_beats = -(-COUNTER_WIDTH // width) * len(COUNTERS)
+    LOAD, PASS, DRAIN, ALL = int(Wait.LOAD), int(Wait.PASS), int(Wait.DRAIN), int(Wait.ALL)
+    free = {LOAD: 0, PASS: 0, DRAIN: 0}                 # cycle each unit is idle from
+    busy = {LOAD: 0, PASS: 0, DRAIN: 0}
+    t = 0                       # cycle the controller takes the next header word
+    pe = None
+    out_end = 0
+    link_beats = 0
+    issue, end = [], []
+    pass_memo = {}
+    # The drain shares the psum space's read port with the psum streamer, which goes first:
+    # while a pass streams input psums the drain gets only the cycles it leaves. So a drain's
+    # end is worked out when something needs it, once every pass it can overlap is known.
+    windows = []                # (start, end, share of read cycles the pass leaves free)
+    drain = None                # [step index, start, psums, link cycles]
+
+    def settle():
+        nonlocal drain, out_end
+        k, at, work, link = drain
+        at += _START
+        work += DRAIN_LATENCY
+        for ws, we, share in windows:
+            if we <= at:
+                continue
+            if ws > at:                             # full speed until the window
+                step = min(work, ws - at)
+                at, work = at + step, work - step
+                if not work:
+                    break
+            rate = share                            # a psum per free read cycle
+            span = we - max(at, ws)
+            if rate * span >= work:
+                at += work / rate if rate else span
+                work = 0
+                break
+            at, work = we, work - rate * span
+        finish = int(math.ceil(max(at + work, drain[1] + _START + link)))
+        free[DRAIN] = end[k] = finish
+        busy[DRAIN] += finish - drain[1]
+        out_end = max(out_end, finish)
+        drain = None
+
+    for op, wait, args in steps:
+        start = t + words[op]
+        if op == Op.LOAD:
+            unit = LOAD
+        elif op == Op.PASS:
+            unit = PASS
+        elif op == Op.DRAIN:
+            unit = DRAIN
+        else:
+            unit = 0
+            if op in (Op.LAYER, Op.COUNTERS):
+                wait = ALL
+        if drain is not None and (wait & DRAIN or unit == DRAIN):
+            settle()
+        for u in (LOAD, PASS, DRAIN):
+            if (wait & u or u == unit) and free[u] > start:
+                start = free[u]
+        issue.append(start)
+        finish = None
+        if op == Op.LOAD:
+            finish = start + _START + int(round(args["count"] * beat_cycles))
+            link_beats += args["count"]
+        elif op == Op.PASS:
+            key = _pass_key(args)
+            d = pass_memo.get(key)
+            if d is None:
+                d = pass_memo[key] = pass_cycles(arch, pe, args)
+            finish = start + _START + d
+            reads = args["psum"]["chunks"] * args["psum"]["ntags"]
+            if reads:
+                windows.append((start + _START, finish, 1.0 - reads / d))
+        elif op == Op.DRAIN:
+            values = args["nchains"] * ((args["chunks"] - 1) * ppw + args["last"] + 1)
+            drain = [len(end), start, values, (args["beats"] + 1) * beat_cycles]
+            windows = [w for w in windows if w[1] > start]
+            link_beats += args["beats"] + 1
+        elif op == Op.COUNTERS:
+            finish = start + 1 + int(round((counter_beats + 1) * beat_cycles))
+            out_end = max(out_end, finish)
+            link_beats += counter_beats + 1
+        elif op == Op.LAYER:
+            pe = args["pe"]
+        if unit and finish is not None:
+            free[unit] = finish
+            busy[unit] += finish - start
+        end.append(finish)
+        t = start + 1
+    if drain is not None:
+        settle()
+    # The link carries every beat in and out: it bounds the layer when throttled.
+    cycles = max(out_end, int(math.ceil(link_beats * beat_cycles)))
+    return Timeline(cycles=cycles, issue=issue, end=end, busy=busy)
+
+
+def _pass_key(args):
+    f, i, p = args["filt"], args["ifmap"], args["psum"]
+    return (f["chunks"], f["ntags"], f["last"], i["chunks"], i["ntags"], i["last"],
+            p["chunks"], p["ntags"], p["last"], args["nchains"])
+
+
+def _psums_per_word(arch):
+    return arch.psum_bus_width // arch.psum_width
