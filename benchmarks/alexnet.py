@@ -5,12 +5,13 @@
 
 Each layer runs at its real shape (grouped as in the paper) with random data (seeded, 30%
 zeros in the ifmaps), checked bit for bit against the golden model. Writes a markdown table,
-a CSV and a JSON with cycles, PE utilisation, DRAM and GLB accesses per layer, and the chip's
-published numbers (JSSC 2017, batch 4) beside them.
+a CSV and a JSON with cycles, PE utilisation, DRAM and GLB accesses per layer, the analytical
+model's prediction for the same mapping (rowstat.sim.model) and the chip's published numbers
+(JSSC 2017, batch 4) beside them. The files are rewritten after every layer, so a long run
+that is stopped keeps the layers it finished.
 """
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -20,8 +21,11 @@ import numpy as np
 
 from rowstat.gen.config import PRESETS
 from rowstat.gen.layer import LayerSpec
+from rowstat.gen.mapping import map_layer
 from rowstat.gen.networks import ALEXNET
+from rowstat.gen.verilog import write_atomic
 from rowstat.sim.golden import golden_layer
+from rowstat.sim.model import model_layer
 from rowstat.sim.run import run_layer
 
 
@@ -56,7 +60,11 @@ def main(argv=None):
         b = rng.integers(-2**20, 2**20, (layer.M,))
         t0 = time.monotonic()
         print(f"{name}: {layer.macs / 1e6:.0f} M MACs ...", file=sys.stderr, flush=True)
-        ofmap, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=args.io_bits_per_cycle)
+        mapping = map_layer(arch, layer, io_bits_per_cycle=args.io_bits_per_cycle)
+        model = model_layer(arch, layer, mapping, io_bits_per_cycle=args.io_bits_per_cycle,
+                            ifmap=x)
+        ofmap, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=args.io_bits_per_cycle,
+                                 mapping=mapping)
         exact = bool(np.array_equal(ofmap, golden_layer(arch, layer, x, w, b)))
         wall = time.monotonic() - t0
         chip_cycles, chip_pes, chip_glb, chip_dram = CHIP[name]
@@ -64,6 +72,11 @@ def main(argv=None):
         row = {
             "layer": name, "bit_exact": exact, "macs_M": layer.macs / 1e6,
             "cycles_M": stats["cycles"] / 1e6, "chip_cycles_M": chip_cycles * scale,
+            "model_cycles_M": model.cycles / 1e6,
+            "model_error": (model.cycles - stats["cycles"]) / stats["cycles"],
+            "model_counts_equal": all(model.accesses[k] == stats[k] for k in (
+                "dram_read_words", "dram_write_words", "glb_reads", "glb_writes", "passes",
+                "macs", "macs_skipped_zero")),
             "pe_utilization": stats["pe_utilization"],
             "chip_utilization": CHIP_MACS[name] * 1e6 / (168 * chip_cycles * 1e6),
             "active_pes": stats["mapping"].get("active_pes"), "chip_active_pes": chip_pes,
@@ -75,35 +88,45 @@ def main(argv=None):
             "mapping": {k: stats["mapping"][k] for k in "nepqrtm"},
         }
         rows.append(row)
-        print(f"  {stats['cycles']} cycles, {stats['pe_utilization']:.1%} utilisation, "
-              f"exact={exact}, {wall:.0f} s", file=sys.stderr, flush=True)
+        print(f"  {stats['cycles']} cycles (model {model.cycles}), "
+              f"{stats['pe_utilization']:.1%} utilisation, exact={exact}, {wall:.0f} s",
+              file=sys.stderr, flush=True)
+        write_results(out, rows, args, time.monotonic() - t_all)
+    print((out / "alexnet.md").read_text())
+    return 0 if all(r["bit_exact"] for r in rows) else 1
+
+
+def write_results(out, rows, args, wall):
     total_cycles = sum(r["cycles_M"] for r in rows)
     total_macs = sum(r["macs_M"] for r in rows)
     summary = {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
-               "total_cycles_M": total_cycles, "overall_utilization": total_macs / (168 * total_cycles),
-               "wall_s": time.monotonic() - t_all}
-    (out / "alexnet.json").write_text(json.dumps({"layers": rows, "summary": summary}, indent=2))
-    with open(out / "alexnet.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "mapping"])
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: v for k, v in r.items() if k != "mapping"})
-    lines = ["| layer | exact | cycles (M) | chip (M) | util. | chip util. | active PEs (chip) | "
-             "DRAM MB (chip) | GLB MB (chip) | n e p q r t m |", "|" + "---|" * 10]
+               "total_cycles_M": total_cycles,
+               "overall_utilization": total_macs / (168 * total_cycles),
+               "worst_model_error": max(abs(r["model_error"]) for r in rows), "wall_s": wall}
+    write_atomic(out / "alexnet.json", json.dumps({"layers": rows, "summary": summary},
+                                                  indent=2) + "\n")
+    fields = [k for k in rows[0] if k != "mapping"]
+    csv_lines = [",".join(fields)] + [",".join(str(r[k]) for k in fields) for r in rows]
+    write_atomic(out / "alexnet.csv", "\n".join(csv_lines) + "\n")
+    lines = ["| layer | exact | cycles (M) | model (M) | model error | chip (M) | util. | "
+             "chip util. | active PEs (chip) | DRAM MB (chip) | GLB MB (chip) | n e p q r t m |",
+             "|" + "---|" * 12]
     for r in rows:
         mp = r["mapping"]
         lines.append(
-            f"| {r['layer']} | {r['bit_exact']} | {r['cycles_M']:.2f} | {r['chip_cycles_M']:.2f} | "
+            f"| {r['layer']} | {r['bit_exact']} | {r['cycles_M']:.3f} | {r['model_cycles_M']:.3f} "
+            f"| {r['model_error']:+.2%} | {r['chip_cycles_M']:.2f} | "
             f"{r['pe_utilization']:.1%} | {r['chip_utilization']:.1%} | {r['active_pes']} "
             f"({r['chip_active_pes']}) | {r['dram_MB']:.1f} ({r['chip_dram_MB']:.1f}) | "
             f"{r['glb_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
             f"{' '.join(str(mp[k]) for k in 'nepqrtm')} |")
     lines.append(f"\nbatch {args.batch}, link {args.io_bits_per_cycle} bits/cycle: "
                  f"{total_cycles:.2f} M cycles, overall utilisation "
-                 f"{summary['overall_utilization']:.1%}, wall clock {summary['wall_s']:.0f} s")
-    (out / "alexnet.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0 if all(r["bit_exact"] for r in rows) else 1
+                 f"{summary['overall_utilization']:.1%}, worst model error "
+                 f"{summary['worst_model_error']:.2%}, model access counts equal to the "
+                 f"hardware counters: {all(r['model_counts_equal'] for r in rows)}; "
+                 f"wall clock {wall:.0f} s")
+    write_atomic(out / "alexnet.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ that depends only on the command's arguments and the layer's PE shape, as the un
 docstrings define them:
 
 * **LOAD**: one data beat per cycle (the loader), or the link's rate when it is throttled.
-* **PASS**: :func:`pass_cycles` (the PE's ``p*q*S*F*rows + p + 7`` MAC schedule, stretched
+* **PASS**: :func:`pass_cycles` (the PE's ``p*q*S*F*rows + 8`` MAC schedule, stretched
   where the psum, ifmap or GON traffic cannot keep up, plus the filter fill of the first
   column and the last psums' trip up the chain and out through the GON).
 * **DRAIN**: one psum per cycle through bias and the output stage (``DRAIN_LATENCY`` more),
@@ -99,6 +99,10 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
     pe = None
     out_end = 0
     link_beats = 0
+    # A throttled link is one resource: loads and drained beats take turns on it (in issue
+    # order here; the bench lets output go first, which moves delay, not total link time).
+    throttled = beat_cycles > 1.0
+    link_free = 0.0
     issue, end = [], []
     pass_memo = {}
     # The drain shares the psum space's read port with the psum streamer, which goes first:
@@ -153,7 +157,11 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
         issue.append(start)
         finish = None
         if op == Op.LOAD:
-            finish = start + _START + int(round(args["count"] * beat_cycles))
+            if throttled:
+                link_free = max(start + _START, link_free) + args["count"] * beat_cycles
+                finish = int(math.ceil(link_free))
+            else:
+                finish = start + _START + args["count"]
             link_beats += args["count"]
         elif op == Op.PASS:
             key = _pass_key(args)
@@ -166,7 +174,11 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
                 windows.append((start + _START, finish, 1.0 - reads / d))
         elif op == Op.DRAIN:
             values = args["nchains"] * ((args["chunks"] - 1) * ppw + args["last"] + 1)
-            drain = [len(end), start, values, (args["beats"] + 1) * beat_cycles]
+            link = (args["beats"] + 1) * beat_cycles
+            if throttled:
+                link_free = max(start + _START, link_free) + link
+                link = link_free - start - _START
+            drain = [len(end), start, values, link]
             windows = [w for w in windows if w[1] > start]
             link_beats += args["beats"] + 1
         elif op == Op.COUNTERS:
