@@ -11,7 +11,12 @@ docstrings define them:
   where the psum, ifmap or GON traffic cannot keep up, plus the filter fill of the first
   column and the last psums' trip up the chain and out through the GON).
 * **DRAIN**: one psum per cycle through bias and the output stage (``DRAIN_LATENCY`` more),
-  or the link's rate.
+  but only a psum per free read cycle while a pass streams input psums (the psum streamer
+  has the shared GLB read port first), or the link's rate.
+
+A throttled link (``io_bits_per_cycle``) is one resource that loads and drained beats take
+in turn. The tests check the schedule against hand-derived cases, the issue cycle of each
+command against the RTL, and whole layers against the RTL (tests/test_timing.py).
 * **COUNTERS**: a header and the counter beats.
 
 The model works on the command *plan* (``Program.steps``: op, wait mask, arguments), which
