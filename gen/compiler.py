@@ -206,11 +206,29 @@ def _check_fields(layout, args, path=""):
 
 
 def _conflict(a, b):
-    for ra, lo_a, hi_a, wa in a:
-        for rb, lo_b, hi_b, wb in b:
-            if ra == rb and (wa or wb) and lo_a < hi_b and lo_b < hi_a:
-                return True
+    """Footprints ``a`` and ``b`` (lists or :func:`_by_resource` dicts) touch the same storage,
+    one writing."""
+    a, b = _by_resource(a), _by_resource(b)
+    if len(a) > len(b):
+        a, b = b, a
+    for name, spans in a.items():
+        others = b.get(name)
+        if others:
+            for lo_a, hi_a, wa in spans:
+                for lo_b, hi_b, wb in others:
+                    if (wa or wb) and lo_a < hi_b and lo_b < hi_a:
+                        return True
     return False
+
+
+def _by_resource(footprint):
+    """{resource: [(lo, hi, writes)]} of a footprint list (a dict is returned as it is)."""
+    if isinstance(footprint, dict):
+        return footprint
+    out = {}
+    for name, lo, hi, writes in footprint:
+        out.setdefault(name, []).append((lo, hi, writes))
+    return out
 
 
 class _Emitter:
@@ -228,6 +246,7 @@ class _Emitter:
     def emit(self, op, args, footprint=(), wait=0):
         unit = _UNIT.get(op)
         wait = int(wait)
+        footprint = _by_resource(footprint)
         for u, fp in self.running.items():
             if u != unit and _conflict(fp, footprint):
                 wait |= u

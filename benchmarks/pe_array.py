@@ -1,28 +1,22 @@
 """Benchmark of the PE array on the eyeriss preset (12 x 14): Verilog generation time, Verilator
 build time, simulated cycles per second in cocotb, and the PE utilisation of a few passes.
 
-    .venv/bin/python benchmarks/array.py [--preset eyeriss] [--set rows=5 ...] [--fresh]
+    .venv/bin/python benchmarks/pe_array.py [--preset eyeriss] [--set rows=5 ...] [--fresh]
 
 ``--fresh`` removes the cached build first so that the build time is measured (otherwise a
 cached build reports 0 s). Utilisation = (MACs done + skipped) / (active PEs x cycles) and
 / (all PEs x cycles); the inputs never idle and the output never stalls here.
 """
 
+import argparse
 import os
+import shutil
 import sys
+import time
 
-# Run as a script, this file's folder comes first on sys.path, and the file's name would shadow
-# the standard library's `array` module (which socket, email, ... import).
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-
-from rowstat.gen.config import load_arch  # noqa: E402
-from rowstat.gen.verilog import generate  # noqa: E402
-from rowstat.sim.runner import build, check_array  # noqa: E402
+from rowstat.gen.config import load_arch
+from rowstat.gen.verilog import generate
+from rowstat.sim.runner import build, check_array
 
 
 def cases():
