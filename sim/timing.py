@@ -104,10 +104,25 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
     pe = None
     out_end = 0
     link_beats = 0
-    # A throttled link is one resource: loads and drained beats take turns on it (in issue
-    # order here; the bench lets output go first, which moves delay, not total link time).
+    # A throttled link is one resource. Output goes first: a drain sends its beats as it makes
+    # them, and loads get what capacity is left (one load after another).
     throttled = beat_cycles > 1.0
     link_free = 0.0
+    outflow = []                # (start, end, beats per cycle) of each drain's output
+    last_load = (None,)         # step index of the latest load
+
+    def load_end(at, beats):
+        """When a load of ``beats`` starting at ``at`` is done, sharing the link."""
+        cap = 1.0 / beat_cycles
+        edges = sorted({e for s_, e_, _ in outflow for e in (s_, e_) if e > at})
+        for edge in edges + [math.inf]:
+            free = cap - sum(r for s_, e_, r in outflow if s_ <= at < e_)
+            if free > 1e-9:
+                if at + beats / free <= edge:
+                    return at + beats / free
+                beats -= (edge - at) * free
+            at = edge
+        return at
     issue, end = [], []
     pass_memo = {}
     # The drain shares the psum space's read port with the psum streamer, which goes first:
@@ -163,8 +178,9 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
         finish = None
         if op == Op.LOAD:
             if throttled:
-                link_free = max(start + _START, link_free) + args["count"] * beat_cycles
+                link_free = load_end(max(start + _START, link_free), args["count"])
                 finish = int(math.ceil(link_free))
+                last_load = (len(end),)
             else:
                 finish = start + _START + args["count"]
             link_beats += args["count"]
@@ -181,8 +197,18 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
             values = args["nchains"] * ((args["chunks"] - 1) * ppw + args["last"] + 1)
             link = (args["beats"] + 1) * beat_cycles
             if throttled:
-                link_free = max(start + _START, link_free) + link
-                link = link_free - start - _START
+                # its output spread over how long it takes (without input-psum contention)
+                span = max(values + DRAIN_LATENCY, link)
+                outflow = [o for o in outflow if o[1] > start]
+                at = start + _START
+                left = (link_free - at) / beat_cycles     # beats of the load in flight
+                outflow.append((at, at + span, (args["beats"] + 1) / span))
+                if left > 0:
+                    # the drain's output overtakes the load still on the link
+                    link_free = load_end(at, left)
+                    k_load = last_load[0]
+                    busy[LOAD] += int(math.ceil(link_free)) - end[k_load]
+                    free[LOAD] = end[k_load] = int(math.ceil(link_free))
             drain = [len(end), start, values, link]
             windows = [w for w in windows if w[1] > start]
             link_beats += args["beats"] + 1
