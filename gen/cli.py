@@ -151,27 +151,48 @@ def _load_array(option, path):
                            f"({exc})") from None
 
 
-def cmd_run(args):
-    """Run one conv layer on the accelerator RTL; write the ofmap and the stats."""
+def layer_options(parser):
+    """The --layer, --ifmap, --weights, --bias, --out and --stats options of the commands that
+    run one layer (``run``, ``host``)."""
+    parser.add_argument("--layer", required=True, metavar="L.json", help="layer specification")
+    parser.add_argument("--ifmap", required=True, metavar="X.npy", help="(N, C, H, W) integers")
+    parser.add_argument("--weights", required=True, metavar="W.npy",
+                        help="(M, C/groups, R, S) integers")
+    parser.add_argument("--bias", metavar="B.npy", help="(M,) integers")
+    parser.add_argument("--out", required=True, metavar="Y.npy",
+                        help="ofmap output (N, M, E, F) int64")
+    parser.add_argument("--stats", metavar="S.json", help="write the run's statistics")
+
+
+def layer_inputs(args):
+    """(layer, ifmap, weights, bias) from the layer_options, after checking --out."""
+    from .layer import load_layer
+    if Path(args.out).suffix != ".npy":
+        raise RowstatError(f"bad value for --out: {args.out!r}; allowed: a file name ending "
+                           f"in .npy")
+    return (load_layer(args.layer), _load_array("--ifmap", args.ifmap),
+            _load_array("--weights", args.weights), _load_array("--bias", args.bias))
+
+
+def write_layer_outputs(args, ofmap, stats):
+    """Write the ofmap (--out) and the stats (--stats) of a layer run."""
     import json
     import numpy as np
-    from .layer import load_layer
     from .verilog import write_atomic, write_npy
-    from ..sim.run import run_layer
-    arch = _arch(args)
-    layer = load_layer(args.layer)
-    ifmap = _load_array("--ifmap", args.ifmap)
-    weights = _load_array("--weights", args.weights)
-    bias = _load_array("--bias", args.bias)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise RowstatError(f"bad value for --out: {str(out)!r}; allowed: a file name ending in .npy")
-    ofmap, stats = run_layer(arch, layer, ifmap, weights, bias, sim=args.sim, waves=args.waves,
-                             io_bits_per_cycle=args.io_bits_per_cycle)
-    write_npy(out, ofmap.astype(np.int64))
+    write_npy(args.out, ofmap.astype(np.int64))
     if args.stats:
         write_atomic(args.stats, json.dumps(stats, indent=2) + "\n")
-    print(f"wrote {out} {tuple(ofmap.shape)}: {stats['cycles']} cycles, "
+
+
+def cmd_run(args):
+    """Run one conv layer on the accelerator RTL; write the ofmap and the stats."""
+    from ..sim.run import run_layer
+    arch = _arch(args)
+    layer, ifmap, weights, bias = layer_inputs(args)
+    ofmap, stats = run_layer(arch, layer, ifmap, weights, bias, sim=args.sim, waves=args.waves,
+                             io_bits_per_cycle=args.io_bits_per_cycle)
+    write_layer_outputs(args, ofmap, stats)
+    print(f"wrote {args.out} {tuple(ofmap.shape)}: {stats['cycles']} cycles, "
           f"{stats['pe_utilization']:.1%} PE utilisation, {stats['passes']} passes, "
           f"{stats['dram_read_words']} beats in, {stats['dram_write_words']} beats out")
     return 0
@@ -218,13 +239,7 @@ def build_parser():
 
     p = sub.add_parser("run", help="run one conv layer on the accelerator RTL in cocotb")
     arch_options(p)
-    p.add_argument("--layer", required=True, metavar="L.json", help="layer specification")
-    p.add_argument("--ifmap", required=True, metavar="X.npy", help="(N, C, H, W) integers")
-    p.add_argument("--weights", required=True, metavar="W.npy",
-                   help="(M, C/groups, R, S) integers")
-    p.add_argument("--bias", metavar="B.npy", help="(M,) integers")
-    p.add_argument("--out", required=True, metavar="Y.npy", help="ofmap output (N, M, E, F) int64")
-    p.add_argument("--stats", metavar="S.json", help="write the run's statistics")
+    layer_options(p)
     p.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--io-bits-per-cycle", type=float, default=None, metavar="B",
@@ -233,6 +248,10 @@ def build_parser():
 
     from ..fpga.sweep_cli import register as register_sweep
     register_sweep(sub)
+    from ..fpga.board_cli import register as register_board
+    register_board(sub)
+    from ..sim.model_cli import register as register_model
+    register_model(sub)
     return parser
 
 
