@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 
 from .. import __version__
-from ..gen.config import ArchConfig
+from ..gen.config import ArchConfig, parse_int
 from ..gen.errors import ConfigError, RowstatError
 from ..gen.verilog import TOPS, write_atomic, write_json
 from . import yosys
@@ -48,14 +48,11 @@ _FINISHED = ("ok", "invalid")     # statuses a rerun reuses; "failed" points are
 # --- the grid --------------------------------------------------------------------------------
 
 def _parse_int(key, text, item):
-    text = text.strip()
-    for base in (10, 0):
-        try:
-            return int(text, base)
-        except ValueError:
-            pass
-    raise ConfigError("--vary", item,
-                      f"{key}= followed by integers separated by commas (bad value {text!r})")
+    value = parse_int(text.strip())
+    if value is None:
+        raise ConfigError("--vary", item, f"{key}= followed by integers separated by commas "
+                                          f"(bad value {text.strip()!r})")
+    return value
 
 
 def parse_vary(items):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides"]
+__all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides", "parse_int"]
 
 
 def _bits(n):
@@ -208,16 +208,23 @@ PRESET_NOTES = {
 }
 
 
-def _coerce(key, text):
+def parse_int(text):
     """An integer from ``text``: decimal (leading zeros allowed, so ``08`` is 8) or with a
-    ``0x``/``0o``/``0b`` prefix."""
+    ``0x``/``0o``/``0b`` prefix; None if it is neither."""
     for base in (10, 0):
         try:
             return int(text, base)
         except ValueError:
-            pass
-    lo, hi = ArchConfig._LIMITS[key]
-    raise ConfigError(key, text, f"an integer from {lo} to {hi}")
+            continue
+    return None
+
+
+def _coerce(key, text):
+    value = parse_int(text)
+    if value is None:
+        lo, hi = ArchConfig._LIMITS[key]
+        raise ConfigError(key, text, f"an integer from {lo} to {hi}")
+    return value
 
 
 def parse_overrides(items):
