@@ -109,20 +109,21 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
     throttled = beat_cycles > 1.0
     link_free = 0.0
     outflow = []                # (start, end, beats per cycle) of each drain's output
-    last_load = (None,)         # step index of the latest load
+    last_load = None            # step index of the latest load
 
     def load_end(at, beats):
         """When a load of ``beats`` starting at ``at`` is done, sharing the link."""
         cap = 1.0 / beat_cycles
         edges = sorted({e for s_, e_, _ in outflow for e in (s_, e_) if e > at})
         for edge in edges + [math.inf]:
-            free = cap - sum(r for s_, e_, r in outflow if s_ <= at < e_)
-            if free > 1e-9:
-                if at + beats / free <= edge:
-                    return at + beats / free
-                beats -= (edge - at) * free
+            spare = cap - sum(r for s_, e_, r in outflow if s_ <= at < e_)
+            if spare > 1e-9:
+                if at + beats / spare <= edge:
+                    return at + beats / spare
+                beats -= (edge - at) * spare
             at = edge
         return at
+
     issue, end = [], []
     pass_memo = {}
     # The drain shares the psum space's read port with the psum streamer, which goes first:
@@ -180,7 +181,7 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
             if throttled:
                 link_free = load_end(max(start + _START, link_free), args["count"])
                 finish = int(math.ceil(link_free))
-                last_load = (len(end),)
+                last_load = len(end)
             else:
                 finish = start + _START + args["count"]
             link_beats += args["count"]
@@ -206,9 +207,8 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
                 if left > 0:
                     # the drain's output overtakes the load still on the link
                     link_free = load_end(at, left)
-                    k_load = last_load[0]
-                    busy[LOAD] += int(math.ceil(link_free)) - end[k_load]
-                    free[LOAD] = end[k_load] = int(math.ceil(link_free))
+                    busy[LOAD] += int(math.ceil(link_free)) - end[last_load]
+                    free[LOAD] = end[last_load] = int(math.ceil(link_free))
             drain = [len(end), start, values, link]
             windows = [w for w in windows if w[1] > start]
             link_beats += args["beats"] + 1
