@@ -202,11 +202,12 @@ class _Ctx:
 
 
 def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_forced=None):
-    """Estimate for arrays of candidates sharing (e, r). Returns a dict of arrays; ``ok`` marks
+    """Estimate for arrays of candidates sharing e. Returns a dict of arrays; ``ok`` marks
     the candidates that fit (other entries are meaningless where ``ok`` is False).
     ``m_forced``: use this m (it must be a multiple of p*t and fit) instead of choosing one."""
     R, S, U, F = c.R, c.S, c.U, c.F
-    n, p, q, t = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (n, p, q, t)))
+    n, p, q, t, r = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64)
+                                          for v in (n, p, q, t, r)))
     cdiv = lambda a, b: -(-a // b)
     # ifmap strip region (full and last strip)
     chunks_i = cdiv(n * c.Wp * q, c.wpb_i)
@@ -384,6 +385,7 @@ def _search(c, forced, objective):
         rows_full = _rows_in_view(widths, R, U)
         rows_last = _rows_in_view(_segments(e_last, arch.cols)[0], R, U)
         rmax = min(bands_avail // nseg, c.Cg if "r" not in forced else forced["r"])
+        grids = []                      # the candidates of every r, evaluated together
         for r in range(1, rmax + 1):
             if forced.get("r", r) != r or r * nseg - 1 >= 1 << arch.row_id_width \
                     or r * rows_full > TAGS_MAX:
@@ -395,34 +397,38 @@ def _search(c, forced, objective):
                 ts = list(range(1, min(tmax, c.Mg) + 1))
             if not ts or not ps or not qs or not ns:
                 continue
-            n_, p_, q_, t_ = np.meshgrid(ns, ps, qs, ts, indexing="ij")
-            n_, p_, q_, t_ = (a.reshape(-1) for a in (n_, p_, q_, t_))
-            legal = p_ * q_ * c.S <= arch.filter_spad_depth
-            if "t" not in forced:       # no filter copy that only holds padding
-                legal &= (t_ - 1) * p_ < c.Mg
-            if "r" not in forced:       # no channel copy that only holds padding
-                legal &= (r - 1) * q_ < c.Cg
-            if not legal.any():
-                continue
-            n_, p_, q_, t_ = n_[legal], p_[legal], q_[legal], t_[legal]
-            ev = _evaluate(c, e, r, n_, p_, q_, t_, strips, e_last, rows_full, rows_last,
-                           forced.get("m"))
-            ok = ev["ok"] & (n_ * c.F * p_ <= COUNT_MAX * c.wpb_p)
-            ok &= -(-n_ * c.Wp * q_ // c.wpb_i) <= COUNT_MAX
-            sel = np.flatnonzero(ok)
-            if not sel.size:
-                continue
-            cyc = ev["cycles"][sel]
-            dram = (ev["dram_in"] + ev["dram_out"])[sel]
-            first, second = (cyc, dram) if objective == "cycles" else (dram, cyc)
-            # ties: fewer passes, then more filters per PE (Eyeriss's choice)
-            order = np.lexsort((-p_[sel], ev["passes"][sel], second, first))[:8]
-            for idx in sel[order]:
-                params = dict(n=int(n_[idx]), e=e, p=int(p_[idx]), q=int(q_[idx]), r=r,
-                              t=int(t_[idx]))
-                i = int(np.flatnonzero(sel == idx)[0])
-                key = (int(first[i]), int(second[i]), int(ev["passes"][idx]), -params["p"], r)
-                found.append((key, params))
+            grid = [a.reshape(-1) for a in np.meshgrid(ns, ps, qs, ts, [r], indexing="ij")]
+            grids.append(grid)
+        if not grids:
+            continue
+        n_, p_, q_, t_, r_ = (np.concatenate(parts) for parts in zip(*grids))
+        legal = p_ * q_ * c.S <= arch.filter_spad_depth
+        if "t" not in forced:           # no filter copy that only holds padding
+            legal &= (t_ - 1) * p_ < c.Mg
+        if "r" not in forced:           # no channel copy that only holds padding
+            legal &= (r_ - 1) * q_ < c.Cg
+        if not legal.any():
+            continue
+        n_, p_, q_, t_, r_ = n_[legal], p_[legal], q_[legal], t_[legal], r_[legal]
+        ev = _evaluate(c, e, r_, n_, p_, q_, t_, strips, e_last, rows_full, rows_last,
+                       forced.get("m"))
+        ok = ev["ok"] & (n_ * c.F * p_ <= COUNT_MAX * c.wpb_p)
+        ok &= -(-n_ * c.Wp * q_ // c.wpb_i) <= COUNT_MAX
+        sel = np.flatnonzero(ok)
+        if not sel.size:
+            continue
+        cyc = ev["cycles"][sel]
+        dram = (ev["dram_in"] + ev["dram_out"])[sel]
+        first, second = (cyc, dram) if objective == "cycles" else (dram, cyc)
+        # ties: fewer passes, then more filters per PE (Eyeriss's choice), then fewer copies
+        order = np.lexsort((r_[sel], -p_[sel], ev["passes"][sel], second, first))[:8 * rmax]
+        for i in order:
+            idx = sel[i]
+            params = dict(n=int(n_[idx]), e=e, p=int(p_[idx]), q=int(q_[idx]), r=int(r_[idx]),
+                          t=int(t_[idx]))
+            key = (int(first[i]), int(second[i]), int(ev["passes"][idx]), -params["p"],
+                   params["r"])
+            found.append((key, params))
     found.sort(key=lambda kv: kv[0])
     return found
 
