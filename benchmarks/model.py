@@ -20,18 +20,12 @@ from pathlib import Path
 
 from rowstat.gen.config import PRESETS
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.networks import NETWORKS, network_layers
+from rowstat.gen.networks import EYERISS_ALEXNET_MAPPING, NETWORKS, network_layers
 from rowstat.sim.model import model_layer, model_network, network_totals
 
 # the chip's figures, kept in one place (run as a script: benchmarks/ is on sys.path)
 from alexnet import CHIP, CHIP_MACS  # noqa: E402
 
-#: The chip's mapping at batch 4 (REFERENCE.md): n e p q r t m.
-CHIP_MAPPING = {
-    "CONV1": (1, 7, 16, 1, 1, 2, 64), "CONV2": (1, 27, 16, 2, 1, 1, 64),
-    "CONV3": (4, 13, 16, 4, 1, 4, 64), "CONV4": (4, 13, 16, 3, 2, 2, 64),
-    "CONV5": (4, 13, 16, 3, 2, 2, 64),
-}
 
 
 def mb(words, bits):
@@ -83,7 +77,7 @@ def versus_chip(arch, batch, io):
             "chip_glb_MB": chip_glb * scale,
             "energy": m.energy, "passes": mp.passes,
             "mapping": {k: getattr(mp, k) for k in "nepqrtm"},
-            "chip_mapping": dict(zip("nepqrtm", CHIP_MAPPING[name])),
+            "chip_mapping": dict(EYERISS_ALEXNET_MAPPING[name]),
         })
     return rows
 

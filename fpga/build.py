@@ -154,12 +154,11 @@ def _heartbeat(say, log, every=60.0):
 
     def beat():
         while not done.wait(every):
-            last = ""
             try:
                 lines = log.read_text(errors="replace").splitlines()
-                last = lines[-1].replace("Info:", "").strip() if lines else ""
-            except OSError:
-                pass
+            except OSError:             # the tool has not opened its log yet
+                lines = []
+            last = lines[-1].replace("Info:", "").strip() if lines else ""
             say(f"      ... {time.monotonic() - t0:.0f} s: {last[:100]}", flush=True)
 
     thread = threading.Thread(target=beat, daemon=True)

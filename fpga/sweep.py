@@ -13,6 +13,7 @@ address. The results go to ``DIR/sweep.csv``, ``DIR/sweep.json`` and a PNG plot 
 against each varied parameter, with the fitted cost per PE (area = a + b * rows * cols).
 """
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -245,10 +246,9 @@ def _future_result(task, get_result):
         failed = {key: task[key] for key in ("point", "hash", "top", "target", "pnr", "params")}
         failed.update(status="failed", error=f"worker: {_one_line(exc)}", metrics={},
                       seconds={})
-        try:
+        # The cache file only saves a retry; the caller gets the failure either way.
+        with contextlib.suppress(OSError):
             write_json(Path(task["dir"]) / "result.json", failed)
-        except OSError:
-            pass
         return failed
 
 

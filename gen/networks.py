@@ -7,7 +7,8 @@ Each network is a dict {layer name: shape}, the shape a dict of :class:`LayerSpe
 from .errors import RowstatError
 from .layer import LayerSpec
 
-__all__ = ["ALEXNET", "VGG16", "MOBILENET_PW", "NETWORKS", "network_layers"]
+__all__ = ["ALEXNET", "VGG16", "MOBILENET_PW", "NETWORKS", "network_layers",
+           "EYERISS_ALEXNET_MAPPING"]
 
 #: AlexNet CONV1-5 (REFERENCE.md): H and W unpadded with the paper's padding, grouped as in
 #: the paper (CONV2, CONV4 and CONV5 in two groups).
@@ -63,3 +64,13 @@ def network_layers(name, batch=1, *, relu=True, shift=8):
         raise RowstatError(f"bad value for --batch: {batch!r}; allowed: an integer >= 1")
     return {layer: LayerSpec(N=batch, relu=relu, shift=shift, **shape)
             for layer, shape in NETWORKS[name].items()}
+
+
+#: The Eyeriss chip's mapping of AlexNet at batch 4 (REFERENCE.md, JSSC 2017), per layer.
+EYERISS_ALEXNET_MAPPING = {
+    "CONV1": dict(n=1, e=7, p=16, q=1, r=1, t=2, m=64),
+    "CONV2": dict(n=1, e=27, p=16, q=2, r=1, t=1, m=64),
+    "CONV3": dict(n=4, e=13, p=16, q=4, r=1, t=4, m=64),
+    "CONV4": dict(n=4, e=13, p=16, q=3, r=2, t=2, m=64),
+    "CONV5": dict(n=4, e=13, p=16, q=3, r=2, t=2, m=64),
+}

@@ -10,6 +10,7 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import Mapping, map_layer, stream_geometry
+from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_MAPPING
 from rowstat.gen.placement import ceil_div
 
 TINY = PRESETS["tiny"]
@@ -21,20 +22,10 @@ ARCHS = {"tiny": TINY, "odd": ODD, "eyeriss": EYERISS, "small_glb": SMALL_GLB}
 
 def alexnet(N):
     """AlexNet CONV1-5 (REFERENCE.md), unpadded sizes with the padding as a parameter."""
-    return {
-        "CONV1": LayerSpec(N=N, C=3, H=227, W=227, M=96, R=11, S=11, stride=4),
-        "CONV2": LayerSpec(N=N, C=96, H=27, W=27, M=256, R=5, S=5, padding=2, groups=2),
-        "CONV3": LayerSpec(N=N, C=256, H=13, W=13, M=384, R=3, S=3, padding=1),
-        "CONV4": LayerSpec(N=N, C=384, H=13, W=13, M=384, R=3, S=3, padding=1, groups=2),
-        "CONV5": LayerSpec(N=N, C=384, H=13, W=13, M=256, R=3, S=3, padding=1, groups=2),
-    }
+    return {name: LayerSpec(N=N, **shape) for name, shape in ALEXNET.items()}
 
 
 #: Active PEs of the chip's own mapping (REFERENCE.md, measured results).
-#: The chip's mapping per layer (REFERENCE.md): m, n, e, p, q, r, t.
-CHIP_MAPPING = {"CONV1": (64, 1, 7, 16, 1, 1, 2), "CONV2": (64, 1, 27, 16, 2, 1, 1),
-                "CONV3": (64, 4, 13, 16, 4, 1, 4), "CONV4": (64, 4, 13, 16, 3, 2, 2),
-                "CONV5": (64, 4, 13, 16, 3, 2, 2)}
 
 
 def check_legal(arch, layer, mp):
@@ -113,7 +104,7 @@ def test_alexnet_on_eyeriss(N):
         cycles = modelled(mp)
         assert abs(mp.cycles - cycles) <= 0.05 * cycles, (name, mp.summary(), cycles)
         assert layer.macs / (EYERISS.pes * cycles) > 0.55, (name, mp.summary())
-        chip = dict(zip("mnepqrt", CHIP_MAPPING[name]))
+        chip = dict(EYERISS_ALEXNET_MAPPING[name])
         chip["n"] = min(chip["n"], N)
         try:
             theirs = map_layer(EYERISS, layer, **{k: v for k, v in chip.items() if k != "m"})
