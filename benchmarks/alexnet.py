@@ -38,11 +38,23 @@ CHIP = {
 CHIP_MACS = {"CONV1": 422, "CONV2": 896, "CONV3": 598, "CONV4": 449, "CONV5": 299}
 
 
+def _layer_numbers(text):
+    numbers = []
+    for item in text.split(","):
+        item = item.strip().upper().removeprefix("CONV")
+        if item not in {"1", "2", "3", "4", "5"}:
+            raise argparse.ArgumentTypeError(
+                f"bad layer {item!r} in {text!r}; allowed: 1-5 (or CONV1-CONV5), comma-separated")
+        numbers.append(int(item))
+    return numbers
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--io-bits-per-cycle", type=float, default=19.2)
-    parser.add_argument("--layers", default="1,2,3,4,5")
+    parser.add_argument("--layers", default="1,2,3,4,5", type=_layer_numbers,
+                        help="comma-separated layer numbers (1-5; CONV3 also works)")
     parser.add_argument("--out", default="benchmarks/results/alexnet")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other layers of an earlier run in OUT")
@@ -67,11 +79,11 @@ def main(argv=None):
     rows = []
     if args.merge and (out / "alexnet.json").exists():
         # keep the layers of an earlier run that this run does not redo
-        redo = {f"CONV{i.strip()}" for i in args.layers.split(",")}
+        redo = {f"CONV{i}" for i in args.layers}
         rows = [r for r in json.loads((out / "alexnet.json").read_text())["layers"]
                 if r["layer"] not in redo]
-    for index in args.layers.split(","):
-        name = f"CONV{index.strip()}"
+    for index in args.layers:
+        name = f"CONV{index}"
         layer = LayerSpec(N=args.batch, relu=True, shift=8, **ALEXNET[name])
         rng = np.random.default_rng(int(index))
         x = rng.integers(-2**15, 2**15, layer.ifmap_shape)

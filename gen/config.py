@@ -169,13 +169,16 @@ class ArchConfig:
 
 
 PRESETS = {
-    # The Eyeriss v1 chip (JSSC 2017): 12 x 14 PEs, 16-bit data, 108 KiB GLB = 25 banks of
-    # 512 x 64 bits for ifmaps and psums (100 KiB) + 2 such banks for filters (8 KiB).
+    # The Eyeriss v1 chip (JSSC 2017): 12 x 14 PEs, 16-bit data, 108 KiB GLB: 25 banks for
+    # ifmaps and psums (100 KiB) + 2 for filters (8 KiB). The chip's banks are 512 x 64 bits
+    # and its psums 16 bits, so a GLB access and a psum GIN/GON beat move 4 psums. Our psums
+    # are 32 bits (exact sums), so the banks are 256 x 128 bits (the same bytes) and the psum
+    # path 128 bits: 4 psums per access and per beat, as on the chip. Filters stay 4 per beat.
     "eyeriss": ArchConfig(
         rows=12, cols=14, act_width=16, weight_width=16, psum_width=32,
         filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,
-        glb_banks=25, glb_bank_depth=512, glb_width=64, glb_filter_banks=2,
-        dram_width=64, filter_bus_width=64, ifmap_bus_width=16, psum_bus_width=64),
+        glb_banks=25, glb_bank_depth=256, glb_width=128, glb_filter_banks=2,
+        dram_width=128, filter_bus_width=64, ifmap_bus_width=16, psum_bus_width=128),
     # Small enough for fast tests: 3 x 4 PEs, 8-bit data.
     "tiny": ArchConfig(
         rows=3, cols=4, act_width=8, weight_width=8, psum_width=24,
@@ -191,7 +194,8 @@ PRESETS = {
         glb_banks=2, glb_bank_depth=256, glb_width=16, glb_filter_banks=1,
         dram_width=16, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
-    # widths, spads and GLB on 5 x 5 PEs, as many as its multipliers allow (each PE takes about
+    # widths, spads and GLB bytes on 5 x 5 PEs, with the chip's 64-bit banks and psum path (half
+    # the block RAMs of 128-bit words), as many as its multipliers allow (each PE takes about
     # five: the MAC and its per-pass address arithmetic).
     "ecp5": ArchConfig(
         rows=5, cols=5, act_width=16, weight_width=16, psum_width=32,

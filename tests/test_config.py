@@ -38,9 +38,13 @@ def test_eyeriss_preset_matches_the_chip():
     assert (arch.rows, arch.cols, arch.pes) == (12, 14, 168)
     assert (arch.act_width, arch.weight_width) == (16, 16)
     assert (arch.filter_spad_depth, arch.ifmap_spad_depth, arch.psum_spad_depth) == (224, 12, 24)
-    assert (arch.glb_banks, arch.glb_bank_depth, arch.glb_width) == (25, 512, 64)
+    # The chip's 25 + 2 banks of 512 x 64 bits hold 16-bit psums, 4 per word and per psum
+    # beat; ours are 32 bits, so the same bytes in 128-bit words keep 4 psums per word/beat.
+    assert (arch.glb_banks, arch.glb_bank_depth, arch.glb_width) == (25, 256, 128)
     assert arch.glb_bytes == 108 * 1024
-    assert (arch.filter_bus_width, arch.ifmap_bus_width, arch.psum_bus_width) == (64, 16, 64)
+    assert (arch.filter_bus_width, arch.ifmap_bus_width, arch.psum_bus_width) == (64, 16, 128)
+    assert arch.glb_width // arch.psum_width == arch.psum_bus_width // arch.psum_width == 4
+    assert arch.filter_bus_width // arch.weight_width == 4
 
 
 def test_tiny_preset_is_small():
@@ -57,7 +61,7 @@ def test_derived_widths():
     assert arch.filter_addr_width == 8   # 224 words
     assert arch.ifmap_addr_width == 4    # 12 words
     assert arch.psum_addr_width == 5     # 24 words
-    assert arch.glb_addr_width == 9      # 512 words
+    assert arch.glb_addr_width == 8      # 256 words
     assert arch.ifmap_col_id_width >= arch.col_id_width
     # Widths never drop to zero, even for a 1 x 1 array with 1-word spads.
     one = ArchConfig(**tiny(rows=1, cols=1, filter_spad_depth=1, ifmap_spad_depth=1,
