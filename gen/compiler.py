@@ -43,8 +43,9 @@ from ..hw.array import id_chain_words
 from .errors import MappingError, RowstatError
 from .mapping import map_layer, stream_geometry
 from .placement import ceil_div
-from .program import (ARG_LAYOUTS, COUNTER_WIDTH, COUNTERS, BlockKind, Op, Target, Wait,
+from .program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait,
                       encode_command, parse_header)
+from .program import counter_beats as program_counter_beats
 
 __all__ = ["Program", "DrainBlock", "DataError", "FramingError", "compile_layer", "plan_layer",
            "decode_output", "check_inputs"]
@@ -570,7 +571,7 @@ def _compile(arch, layer, x, w, b, mapping, dry):
         em.emit(Op.DRAIN, args, dfp)
     em.emit(Op.COUNTERS, {"clear": 1}, wait=Wait.ALL)
 
-    counter_beats = ceil_div(COUNTER_WIDTH, arch.dram_width)
+    counter_beats = program_counter_beats(arch)
     out_beats = sum(1 + blk.beats for blk in blocks) + 1 + len(COUNTERS) * counter_beats
     stats = {"commands": dict(em.counts), "command_words": len(em.cmd),
              "data_beats": len(em.data), "commands_waiting": em.waits,

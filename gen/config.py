@@ -47,6 +47,9 @@ class ArchConfig:
     filter_bus_width: int
     ifmap_bus_width: int
     psum_bus_width: int
+    #: Width of each performance counter (they wrap); the counter dump and its decoding
+    #: follow from it.
+    counter_width: int = 48
 
     _LIMITS = {
         "rows": (1, 32), "cols": (1, 32),
@@ -57,6 +60,7 @@ class ArchConfig:
         "glb_filter_banks": (1, 64), "dram_width": (8, 1024),
         "filter_bus_width": (2, 1024), "ifmap_bus_width": (2, 1024),
         "psum_bus_width": (4, 1024),
+        "counter_width": (16, 64),
     }
 
     def __post_init__(self):
@@ -186,13 +190,15 @@ PRESETS = {
         glb_banks=4, glb_bank_depth=256, glb_width=48, glb_filter_banks=1,
         dram_width=48, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
     # The iCEBreaker's iCE40UP5K (5280 LUT4, 30 x 4 Kib EBR, 8 DSP): 3 x 1 PEs (R <= 3) with
-    # 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (README "Boards"); the
-    # fixed units (controller, streamers, drain) take most of the part.
+    # 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (6,067 LUT4, README
+    # "Boards"); the fixed units (controller, streamers, drain) take most of the part. 32-bit
+    # counters (they wrap after about 6 minutes at 12 MHz) save a third of their logic.
     "ice40": ArchConfig(
         rows=3, cols=1, act_width=4, weight_width=4, psum_width=12,
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
         glb_banks=2, glb_bank_depth=256, glb_width=16, glb_filter_banks=1,
-        dram_width=16, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12),
+        dram_width=16, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12,
+        counter_width=32),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
     # widths, spads and GLB bytes on 5 x 5 PEs, with the chip's 64-bit banks and psum path (half
     # the block RAMs of 128-bit words), as many as its multipliers allow (each PE takes about
@@ -207,7 +213,8 @@ PRESETS = {
 PRESET_NOTES = {
     "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
     "tiny": "3x4 PEs, 8-bit: for fast tests",
-    "ice40": "3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K (does not fit yet)",
+    "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K "
+              "(does not fit yet: 6,067 LUT4)"),
     "ecp5": "5x5 PEs, 16-bit, Eyeriss spads and 108 KiB GLB: the ECP5-85F (ULX3S, OrangeCrab)",
 }
 

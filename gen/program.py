@@ -16,7 +16,8 @@ Data input stream: ``dram_width``-bit beats, one entry per beat, consumed by LOA
 Data output stream: ``dram_width``-bit beats in blocks, each block a header beat
 (``magic | kind << 8 | beats << 12``, the number of beats that follow) then its beats: drained
 ofmap words (packed little-endian, ``act_width`` bits each when the layer requantizes, else
-``psum_width``), or counter values (``COUNTER_WIDTH`` bits each, as many beats as needed).
+``psum_width``), or counter values (``arch.counter_width`` bits each, as many beats as needed:
+:func:`counter_beats`).
 """
 
 import enum
@@ -26,7 +27,7 @@ from amaranth.hdl import Const
 from amaranth.lib import data
 
 __all__ = [
-    "Op", "Target", "Wait", "BlockKind", "COUNTERS", "COUNTER_WIDTH", "HEADER_MAGIC",
+    "Op", "Target", "Wait", "BlockKind", "COUNTERS", "counter_beats", "HEADER_MAGIC",
     "layer_layout", "load_layout", "pass_layout", "drain_layout", "counters_layout",
     "streamer_layout", "ARG_LAYOUTS", "encode_command", "pack", "header_beat",
     "parse_header",
@@ -35,7 +36,6 @@ __all__ = [
 COUNT = 20          # width of counts and GLB addresses in commands
 TAGS = 12           # width of tag-table sizes
 HEADER_MAGIC = 0xA5
-COUNTER_WIDTH = 48
 
 
 class Op(enum.IntEnum):
@@ -73,6 +73,11 @@ class BlockKind(enum.IntEnum):
 #: Counter dump order.
 COUNTERS = ("cycles", "macs", "macs_skipped_zero", "pe_busy_cycles", "pe_idle_cycles",
             "stall_cycles", "glb_reads", "glb_writes", "words_in", "words_out", "passes")
+
+
+def counter_beats(arch):
+    """Output beats per counter in a COUNTERS block."""
+    return -(-arch.counter_width // arch.dram_width)
 
 
 @functools.lru_cache(maxsize=None)

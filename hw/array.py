@@ -32,7 +32,8 @@ ready only while the array is not busy.
 
 **Pass control.** ``cfg`` (p, q, S, F, U, n_rows; ``psum_in_en`` says whether the psum GIN
 feeds this pass: PEs whose source is the GIN start from zero without it; the rest is per PE
-from its psum source) and ``start`` are registered once and then broadcast; only PEs marked
+from its psum source) and ``start`` are registered once, with the PEs' pass-shape products
+(:func:`rowstat.hw.pe.pe_products`, one set for all PEs), and then broadcast; only PEs marked
 active in the chain are started. ``busy`` is high from the cycle after ``start`` until every
 PE has finished, every psum has left through ``psum_out`` and the counters are final.
 
@@ -62,7 +63,7 @@ from ..gen.program import pack
 
 from .noc import (GON2D, BeatToWords, MulticastBus, WordsToBeat, beat_layout,
                   gon2d_packet_layout, packet_layout)
-from .pe import PE, pe_config_layout
+from .pe import PE, pe_config_layout, pe_port_layout, pe_products
 
 __all__ = [
     "PEArray", "PESite", "IDChain", "PsumFrom", "PsumTo", "pe_site_signature",
@@ -324,7 +325,7 @@ def pe_site_signature(arch):
     beats = {"filt": filter_beat_layout(arch), "ifmap": ifmap_beat_layout(arch),
              "psum": psum_beat_layout(arch)}
     members = {
-        "cfg":   In(pe_config_layout(arch)),
+        "cfg":   In(pe_port_layout(arch)),
         "start": In(1),
         "site":  In(pe_site_config_layout(arch)),
     }
@@ -385,7 +386,8 @@ class PESite(wiring.Component):
         m = Module()
         arch = self._arch
         site = self.site
-        m.submodules.pe = pe = PE(arch, count_width=1)
+        # The array's cfg register holds still through a pass: no copy in every PE.
+        m.submodules.pe = pe = PE(arch, count_width=1, latch_cfg=False)
         m.d.comb += [
             pe.cfg.eq(self.cfg),
             # GIN-sourced PEs take input psums only in passes that send them (cfg.psum_in_en):
@@ -617,11 +619,12 @@ class PEArray(wiring.Component):
         # --- pass control --------------------------------------------------------------------
         accept = Signal()
         start_r = Signal()
-        cfg_r = Signal(pe_config_layout(arch))
+        cfg_r = Signal(pe_port_layout(arch))
         m.d.comb += accept.eq(self.start & ~self.busy)
         m.d.sync += start_r.eq(accept)
         with m.If(accept):
-            m.d.sync += cfg_r.eq(self.cfg)
+            m.d.sync += cfg_r.as_value()[:len(self.cfg.as_value())].eq(self.cfg)
+            m.d.sync += [cfg_r[name].eq(v) for name, v in pe_products(self.cfg).items()]
         for r in range(rows):
             for c in range(cols):
                 m.d.comb += [sites[r][c].cfg.eq(cfg_r), sites[r][c].start.eq(start_r)]

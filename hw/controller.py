@@ -13,8 +13,8 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..gen.program import (COUNTER_WIDTH, COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait,
-                           header_beat, layer_layout, nargs, pass_layout)
+from ..gen.program import (COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait, counter_beats,
+                           header_beat, layer_layout, nargs)
 
 __all__ = ["Controller"]
 
@@ -94,7 +94,6 @@ class Controller(wiring.Component):
         got = Signal(8)
 
         # --- pass engine --------------------------------------------------------------------
-        pass_args = Signal(pass_layout(arch))
         pass_active = Signal()
         pass_seen_busy = Signal()       # the array has raised busy for this pass
         pass_done = pass_active & pass_seen_busy & ~self.array_busy & ~self.streamers_busy
@@ -104,7 +103,8 @@ class Controller(wiring.Component):
         all_idle = ~load_busy & ~pass_active & ~drain_busy
 
         # --- counters -------------------------------------------------------------------------
-        counters = {name: Signal(COUNTER_WIDTH, name=f"count_{name}") for name in COUNTERS}
+        CW = arch.counter_width
+        counters = {name: Signal(CW, name=f"count_{name}") for name in COUNTERS}
         m.d.comb += self.busy.eq((state != _State.HEADER) | ~all_idle)
         with m.If(self.busy):
             m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
@@ -115,14 +115,16 @@ class Controller(wiring.Component):
             counters["words_out"].eq(counters["words_out"] + self.words_out),
         ]
         with m.If(pass_done):
-            pes = arch.rows * arch.cols
+            # cycles * pes as shifted adds: a constant product, no multiplier needed.
+            pe_cycles = sum(self.array_cycles << b for b in range(arch.pes.bit_length())
+                            if arch.pes >> b & 1)
             m.d.sync += [
                 pass_active.eq(0),
                 counters["macs"].eq(counters["macs"] + self.array_macs),
                 counters["macs_skipped_zero"].eq(counters["macs_skipped_zero"] + self.array_skipped),
                 counters["pe_idle_cycles"].eq(counters["pe_idle_cycles"] + self.array_idle),
                 counters["pe_busy_cycles"].eq(counters["pe_busy_cycles"]
-                                              + self.array_cycles * pes - self.array_idle),
+                                              + pe_cycles - self.array_idle),
                 counters["stall_cycles"].eq(counters["stall_cycles"] + self.array_stalls),
                 counters["passes"].eq(counters["passes"] + 1),
             ]
@@ -131,19 +133,22 @@ class Controller(wiring.Component):
 
         # --- decoder --------------------------------------------------------------------------
         view = {o: data.View(fn(arch), args[:fn(arch).size]) for o, fn in ARG_LAYOUTS.items()}
+        pass_view = view[Op.PASS]
         m.d.comb += [
             self.load_cmd.payload.eq(view[Op.LOAD]),
             self.drain_cmd.payload.eq(view[Op.DRAIN]),
-            self.filt_cmd.payload.eq(pass_args.filt),
-            self.ifmap_cmd.payload.eq(pass_args.ifmap),
-            self.psum_cmd.payload.eq(pass_args.psum),
+            # The streamers take these the cycle after ISSUE, when args still holds the PASS
+            # (it is cleared at the end of that HEADER cycle).
+            self.filt_cmd.payload.eq(pass_view.filt),
+            self.ifmap_cmd.payload.eq(pass_view.ifmap),
+            self.psum_cmd.payload.eq(pass_view.psum),
             # Sampled by the collector with array_start, while the PASS is being issued.
-            self.collector_base.eq(view[Op.PASS].out_base),
-            self.collector_nchains.eq(view[Op.PASS].nchains),
-            self.array_psum_in.eq(view[Op.PASS].psum.chunks != 0),
+            self.collector_base.eq(pass_view.out_base),
+            self.collector_nchains.eq(pass_view.nchains),
+            self.array_psum_in.eq(pass_view.psum.chunks != 0),
         ]
         dump_index = Signal(range(len(COUNTERS) * 4 + 2))
-        beats_per = -(-COUNTER_WIDTH // arch.dram_width)
+        beats_per = counter_beats(arch)
         m.d.comb += self.cmd.ready.eq((state == _State.HEADER) | (state == _State.ARGS))
 
         with m.Switch(state):
@@ -180,7 +185,7 @@ class Controller(wiring.Component):
                     with m.Case(Op.PASS):
                         with m.If(waits_ok & ~pass_active & ~self.streamers_busy
                                   & ~self.array_busy):
-                            m.d.sync += [pass_args.eq(view[Op.PASS]), pass_active.eq(1),
+                            m.d.sync += [pass_active.eq(1),
                                          pass_seen_busy.eq(0), state.eq(_State.HEADER)]
                             m.d.comb += [self.array_start.eq(1), self.collector_start.eq(1)]
                     with m.Case(Op.FENCE):
@@ -194,8 +199,8 @@ class Controller(wiring.Component):
             with m.Case(_State.DUMP):
                 # Header, then each counter in beats_per beats, least significant first.
                 slot_bits = beats_per * arch.dram_width
-                flat = Cat(*(Cat(counters[name], C(0, slot_bits - COUNTER_WIDTH))
-                             if slot_bits > COUNTER_WIDTH else counters[name]
+                flat = Cat(*(Cat(counters[name], C(0, slot_bits - CW))
+                             if slot_bits > CW else counters[name]
                              for name in COUNTERS))
                 word = flat.word_select((dump_index - 1)[:len(dump_index)], arch.dram_width)
                 total = len(COUNTERS) * beats_per
@@ -211,12 +216,13 @@ class Controller(wiring.Component):
                         with m.If(view[Op.COUNTERS].clear):
                             m.d.sync += [c.eq(0) for c in counters.values()]
 
-        # Streamer commands go out the cycle after the pass starts (pass_args is registered).
+        # Streamer commands go out the cycle after the pass starts (the streamers are idle
+        # then: a PASS issues only when they are).
         start_streams = Signal()
         m.d.sync += start_streams.eq(self.array_start)
         m.d.comb += [
-            self.filt_cmd.valid.eq(start_streams & (pass_args.filt.chunks != 0)),
-            self.ifmap_cmd.valid.eq(start_streams & (pass_args.ifmap.chunks != 0)),
-            self.psum_cmd.valid.eq(start_streams & (pass_args.psum.chunks != 0)),
+            self.filt_cmd.valid.eq(start_streams & (pass_view.filt.chunks != 0)),
+            self.ifmap_cmd.valid.eq(start_streams & (pass_view.ifmap.chunks != 0)),
+            self.psum_cmd.valid.eq(start_streams & (pass_view.psum.chunks != 0)),
         ]
         return m

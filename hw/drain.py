@@ -12,7 +12,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gen.program import COUNT, BlockKind, drain_layout, header_beat
+from ..gen.program import BlockKind, drain_layout, header_beat
 from .glb import ReadPort, WritePort
 from .output_stage import OutputStage, output_config_layout
 
@@ -53,14 +53,20 @@ class Drain(wiring.Component):
         bw = self._bw
         m = Module()
 
+        # A region is at most the psum space and a block at most its psums, so the counts
+        # need no more bits than these.
+        aw = len(self.glb.addr)
+        nw = (1 << aw).bit_length()                       # GLB words
+        npsum = ((1 << aw) * bw).bit_length()             # psums (and output beats)
+        chain_w = arch.pes.bit_length()
         cmd = Signal(drain_layout(arch))
         active = Signal()
         m.d.comb += [self.cmd.ready.eq(~active), self.busy.eq(active)]
 
         # --- GLB reads -> word FIFO --------------------------------------------------------------
         m.submodules.words = words = fifo.SyncFIFOBuffered(width=arch.glb_width, depth=6)
-        read_ptr = Signal(COUNT)
-        reads_left = Signal(COUNT + 12)
+        read_ptr = Signal(aw)
+        reads_left = Signal(nw)
         inflight = Signal()
         want = active & (reads_left != 0) & ((words.level + inflight) < 5)
         m.d.comb += [self.glb.en.eq(want), self.glb.addr.eq(read_ptr)]
@@ -78,14 +84,14 @@ class Drain(wiring.Component):
                      bwr.data.eq(self.bias.data)]
 
         slot = Signal(range(max(bw, 2)))
-        chain = Signal(12)
-        chunk = Signal(COUNT)
+        chain = Signal(chain_w)
+        chunk = Signal(nw)
         k_chunk = Signal(8)      # k of the chunk's first psum
         k = Signal(8)            # k of the current psum
-        tc_p = Signal(COUNT)     # (chain // chains_per_tc) * p
-        tc_left = Signal(12)     # chains left in the current filter copy
-        words_left = Signal(COUNT + 12)
-        last_chunk = chunk == cmd.chunks - 1
+        tc_p = Signal(range(arch.bias_depth))     # (chain // chains_per_tc) * p
+        tc_left = Signal(chain_w)                 # chains left in the current filter copy
+        words_left = Signal(npsum)
+        last_chunk = chunk == cmd.chunks[:nw] - 1
         slot_last = Mux(last_chunk, cmd.last, bw - 1)
 
         m.submodules.stage = stage = OutputStage(arch)
@@ -114,7 +120,7 @@ class Drain(wiring.Component):
                 m.d.sync += [slot.eq(slot + 1), k.eq(k_next)]
             with m.Else():
                 m.d.sync += slot.eq(0)
-                with m.If(chain == cmd.nchains - 1):
+                with m.If(chain == cmd.nchains[:chain_w] - 1):
                     # Next chunk: k continues from where this chunk's psums ended.
                     m.d.sync += [chain.eq(0), chunk.eq(chunk + 1), k.eq(k_next),
                                  k_chunk.eq(k_next), tc_p.eq(0),
@@ -131,10 +137,10 @@ class Drain(wiring.Component):
         m.d.comb += out_w.eq(Mux(self.out_cfg.shift_en, A, P))
         beat = Signal(D)
         fill = Signal(range(D + 1))                   # bits filled
-        beats_left = Signal(COUNT + 4)
+        beats_left = Signal(npsum + 1)
         header_due = Signal()
         m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=D, depth=4)
-        packed_left = Signal(COUNT + 12)              # output words not yet packed
+        packed_left = Signal(npsum)                   # output words not yet packed
         # A value that fills the beat (the next would not fit) goes out with it in the same
         # cycle, so packing never stalls the output stage: one psum per cycle.
         completes = (fill + 2 * out_w) > D
@@ -162,22 +168,23 @@ class Drain(wiring.Component):
             m.d.sync += beats_left.eq(beats_left - 1)
 
         # --- command --------------------------------------------------------------------------
-        per_chain = Signal(COUNT + 8)
+        per_chain = Signal(npsum)
         setup = Signal()
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [
                 cmd.eq(self.cmd.payload), active.eq(1), setup.eq(1), header_due.eq(1),
                 read_ptr.eq(self.cmd.payload.base),
-                reads_left.eq(self.cmd.payload.chunks * self.cmd.payload.nchains),
-                per_chain.eq((self.cmd.payload.chunks - 1) * bw + self.cmd.payload.last + 1),
+                reads_left.eq(self.cmd.payload.chunks[:nw] * self.cmd.payload.nchains[:chain_w]),
+                per_chain.eq((self.cmd.payload.chunks[:nw] - 1) * bw + self.cmd.payload.last + 1),
                 slot.eq(0), chain.eq(0), chunk.eq(0), k.eq(0), k_chunk.eq(0), tc_p.eq(0),
                 tc_left.eq(self.cmd.payload.chains_per_tc), beats_left.eq(self.cmd.payload.beats),
                 beat.eq(0), fill.eq(0),
             ]
         with m.If(setup):
             # Second cycle of a command: the psum counts, from the registered fields.
-            m.d.sync += [setup.eq(0), words_left.eq(per_chain * cmd.nchains),
-                         packed_left.eq(per_chain * cmd.nchains)]
+            psums = Signal(npsum)
+            m.d.comb += psums.eq(per_chain * cmd.nchains[:chain_w])
+            m.d.sync += [setup.eq(0), words_left.eq(psums), packed_left.eq(psums)]
         with m.If(active & ~setup & ~header_due & (beats_left == 0) & (words_left == 0)
                   & (packed_left == 0) & (beats.level == 0)):
             # level, not r_rdy: a beat just written is not yet readable but must still go out

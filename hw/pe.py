@@ -45,7 +45,8 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PE", "pe_config_layout", "PE_F_WIDTH", "PE_U_WIDTH", "PE_ROWS_WIDTH"]
+__all__ = ["PE", "pe_config_layout", "pe_port_layout", "pe_products", "PE_F_WIDTH",
+           "PE_U_WIDTH", "PE_ROWS_WIDTH"]
 
 #: Widths of the per-pass counts in the PE configuration.
 PE_F_WIDTH = 12     # ofmap row width F, up to 4095
@@ -70,6 +71,24 @@ def pe_config_layout(arch):
     })
 
 
+def pe_products(cfg):
+    """The per-pass products a PE needs from its configuration (ints or Amaranth values):
+    ``pqS`` weights and ``row_words`` words per ifmap row."""
+    return {"pqS": cfg["p"] * cfg["q"] * cfg["S"],
+            "row_words": (cfg["U"] * (cfg["F"] - 1) + cfg["S"]) * cfg["q"]}
+
+
+def pe_port_layout(arch):
+    """The PE's ``cfg`` port: the pass configuration and its :func:`pe_products`, computed
+    once for the whole array rather than in every PE."""
+    fields = {name: fld.shape for name, fld in pe_config_layout(arch)}
+    q = fields["q"]
+    return data.StructLayout(fields | {
+        "pqS": fields["p"] + q + fields["S"],
+        "row_words": PE_U_WIDTH + PE_F_WIDTH + 2 * q,
+    })
+
+
 class _State(enum.Enum, shape=2):
     IDLE = 0
     SETUP = 1
@@ -86,11 +105,14 @@ class PE(wiring.Component):
         Widths and spad depths come from here.
     count_width : int
         Width of the MAC and skipped-MAC counters.
+    latch_cfg : bool
+        Latch ``cfg`` on ``start``. Without it ``cfg`` must hold still while ``busy`` (the
+        array's registered configuration does), which saves a register per PE.
 
     Attributes
     ----------
-    cfg : In(pe_config_layout(arch))
-        Pass configuration, latched on ``start``.
+    cfg : In(pe_port_layout(arch))
+        Pass configuration and its products, latched on ``start`` (see ``latch_cfg``).
     start : In(1)
         Begin a pass with ``cfg``. Only accepted while ``busy`` is low.
     busy : Out(1)
@@ -106,11 +128,12 @@ class PE(wiring.Component):
         MACs done and skipped since the last ``start``.
     """
 
-    def __init__(self, arch, *, count_width=32):
+    def __init__(self, arch, *, count_width=32, latch_cfg=True):
         self._arch = arch
         self._count_width = count_width
+        self._latch_cfg = latch_cfg
         super().__init__({
-            "cfg": In(pe_config_layout(arch)),
+            "cfg": In(pe_port_layout(arch)),
             "start": In(1),
             "busy": Out(1),
             "filt": In(stream.Signature(signed(arch.weight_width))),
@@ -155,10 +178,9 @@ class PE(wiring.Component):
         m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=3)
 
         # --- latched pass configuration and derived per-pass constants -----------------------
-        cfg = Signal(pe_config_layout(arch))
+        cfg = Signal(pe_port_layout(arch)) if self._latch_cfg else self.cfg
         state = Signal(_State)
-        pqS = Signal(len(cfg.p) + len(cfg.q) + len(cfg.S))
-        row_words = Signal(PE_U_WIDTH + PE_F_WIDTH + 2 * len(cfg.q))
+        pqS, row_words = cfg.pqS, cfg.row_words
         step_pos = Signal.like(cfg.S)       # window advance per column in stored positions:
                                             # min(U, S), as uncovered positions are not stored
 
@@ -193,8 +215,10 @@ class PE(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 with m.If(self.start):
+                    if self._latch_cfg:
+                        m.d.sync += cfg.eq(self.cfg)
                     m.d.sync += [
-                        cfg.eq(self.cfg), state.eq(_State.SETUP),
+                        state.eq(_State.SETUP),
                         occ.eq(0), wr_slot.eq(0), lwm_slot.eq(0), rd_off.eq(0),
                         wr_pos.eq(0), wr_rows.eq(0), wr_c.eq(0), wr_phase.eq(0), filt_cnt.eq(0),
                         k.eq(0), c.eq(0), s.eq(0), f.eq(0), row.eq(0), step.eq(0),
@@ -202,10 +226,7 @@ class PE(wiring.Component):
                         self.macs.eq(0), self.skipped.eq(0),
                     ]
             with m.Case(_State.SETUP):
-                # Products are registered once per pass, off the per-cycle paths.
                 m.d.sync += [
-                    pqS.eq(cfg.p * cfg.q * cfg.S),
-                    row_words.eq((cfg.U * (cfg.F - 1) + cfg.S) * cfg.q),
                     step_pos.eq(Mux(cfg.U < cfg.S, cfg.U, cfg.S)),
                     state.eq(_State.RUN),
                 ]

@@ -14,7 +14,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gen.program import COUNT, streamer_layout
+from ..gen.program import streamer_layout
 from .glb import ReadPort, WritePort
 
 __all__ = ["Streamer", "STREAMER_LATENCY"]
@@ -61,6 +61,8 @@ class Streamer(wiring.Component):
             raise ValueError(f"a {self._beat_bits}-bit beat does not fit a {glb_width}-bit "
                              f"GLB word")
         self._per_word = glb_width // self._beat_bits
+        # A region is at most the whole GLB space, so beat counts need no more bits than this.
+        self._count_bits = ((1 << addr_width) * self._per_word).bit_length()
         tag_bits = packet["row"].shape.width + packet["col"].shape.width
         super().__init__({
             "cmd": In(stream.Signature(streamer_layout(None))),
@@ -88,7 +90,8 @@ class Streamer(wiring.Component):
         active = Signal()
         m.d.comb += self.cmd.ready.eq(~active)
         read_ptr = Signal(len(self.glb.addr))
-        reads_left = Signal(COUNT + 13)       # beats not yet read from the GLB
+        nb = self._count_bits
+        reads_left = Signal(nb)               # beats not yet read from the GLB
 
         # --- GLB reads into a small word FIFO ------------------------------------------------
         # Deep enough to cover the read latency and the buffered FIFO's own: a region of one
@@ -106,8 +109,8 @@ class Streamer(wiring.Component):
         # --- unpack beats, tag them ------------------------------------------------------------
         slot = Signal(range(max(per_word, 2)))
         tag = Signal(range(self._tag_depth + 1))
-        chunk = Signal(COUNT)
-        beats_left = Signal(COUNT + 12)
+        chunk = Signal(nb)
+        beats_left = Signal(nb)
         m.d.comb += trd.addr.eq(tag)
         out = Signal(packet)
         out_beat = Signal(beat)
@@ -117,7 +120,7 @@ class Streamer(wiring.Component):
             out.row.eq(trd.data[:row_w]),
             out.col.eq(trd.data[row_w:]),
             out_beat.as_value()[:self._beat_bits].eq(beat_value),
-            out_beat.last.eq(Mux(chunk == cmd.chunks - 1, cmd.last, n_words - 1)),
+            out_beat.last.eq(Mux(chunk == cmd.chunks[:nb] - 1, cmd.last, n_words - 1)),
             out.data.eq(out_beat.as_value()),
             self.o.payload.eq(out),
             self.o.valid.eq(active & words.r_rdy & (beats_left != 0)),
@@ -129,13 +132,15 @@ class Streamer(wiring.Component):
         with m.If(fire):
             m.d.sync += beats_left.eq(beats_left - 1)
             m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
-            with m.If(tag == cmd.ntags - 1):
+            with m.If(tag == cmd.ntags[:len(tag)] - 1):
                 m.d.sync += [tag.eq(0), chunk.eq(chunk + 1)]
             with m.Else():
                 m.d.sync += tag.eq(tag + 1)
 
         # --- command ----------------------------------------------------------------------------
-        beats_total = self.cmd.payload.chunks * self.cmd.payload.ntags
+        beats_total = Signal(nb)
+        m.d.comb += beats_total.eq(self.cmd.payload.chunks[:nb]
+                                   * self.cmd.payload.ntags[:len(tag)])
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [
                 cmd.eq(self.cmd.payload), active.eq(beats_total != 0),

@@ -47,8 +47,8 @@ import numpy as np
 from amaranth.lib import data
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..gen.program import (ARG_LAYOUTS, COUNTER_WIDTH, COUNTERS, BlockKind, Op, Target, Wait,
-                           header_beat)
+from ..gen.program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait,
+                           counter_beats, header_beat)
 from ..hw.array import PsumFrom, PsumTo, id_chain_layout, id_chain_stages
 from .golden import conv1d_row, output_stage, wrap
 
@@ -592,9 +592,9 @@ class ProgramModel:
     def _op_counters(self, args):
         a = self.arch
         self.counters["cycles"] = max([self._last_start] + list(self._free.values()))
-        cb = -(-COUNTER_WIDTH // a.dram_width)
+        cb = counter_beats(a)
         self._out.append(header_beat(BlockKind.COUNTERS, len(COUNTERS) * cb))
-        mask = (1 << COUNTER_WIDTH) - 1
+        mask = (1 << a.counter_width) - 1
         dump = {}
         for name in COUNTERS:
             value = self.counters[name] & mask

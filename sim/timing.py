@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 
 from ..gen.mapping import PASS_OVERHEAD, stream_geometry
-from ..gen.program import COUNTER_WIDTH, COUNTERS, Op, Wait, nargs
+from ..gen.program import COUNTERS, Op, Wait, counter_beats, nargs
 from ..hw.drain import DRAIN_LATENCY
 
 __all__ = ["program_cycles", "pass_cycles", "Timeline"]
@@ -96,7 +96,7 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
     beat_cycles = 1.0 if io_bits_per_cycle is None else max(1.0, width / io_bits_per_cycle)
     words = {op: nargs(arch, op) + 1 for op in Op}     # header + arguments, then ISSUE
     ppw = _psums_per_word(arch)
-    counter_beats = -(-COUNTER_WIDTH // width) * len(COUNTERS)
+    dump_beats = counter_beats(arch) * len(COUNTERS)
     LOAD, PASS, DRAIN, ALL = int(Wait.LOAD), int(Wait.PASS), int(Wait.DRAIN), int(Wait.ALL)
     free = {LOAD: 0, PASS: 0, DRAIN: 0}                 # cycle each unit is idle from
     busy = {LOAD: 0, PASS: 0, DRAIN: 0}
@@ -213,9 +213,9 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
             windows = [w for w in windows if w[1] > start]
             link_beats += args["beats"] + 1
         elif op == Op.COUNTERS:
-            finish = start + 1 + int(round((counter_beats + 1) * beat_cycles))
+            finish = start + 1 + int(round((dump_beats + 1) * beat_cycles))
             out_end = max(out_end, finish)
-            link_beats += counter_beats + 1
+            link_beats += dump_beats + 1
         elif op == Op.LAYER:
             pe = args["pe"]
         if unit and finish is not None:

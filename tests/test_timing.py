@@ -11,7 +11,7 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import COUNTER_WIDTH, COUNTERS, Op, Wait, nargs
+from rowstat.gen.program import COUNTERS, Op, Wait, counter_beats, nargs
 from rowstat.hw.drain import DRAIN_LATENCY
 from rowstat.sim.model import model_layer
 from rowstat.sim.timing import program_cycles
@@ -40,7 +40,7 @@ def test_loads_run_one_after_another_and_counters_wait_for_all():
     end2 = load2 + 1 + 5
     assert tl.issue == [layer, load1, load2, end2]
     assert tl.end[1:3] == [end1, end2]
-    beats = 1 + len(COUNTERS) * -(-COUNTER_WIDTH // a.dram_width)     # header + counters
+    beats = 1 + len(COUNTERS) * counter_beats(a)     # header + counters
     assert tl.cycles == end2 + 1 + beats
 
 
