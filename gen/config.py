@@ -189,10 +189,11 @@ PRESETS = {
         filter_spad_depth=32, ifmap_spad_depth=8, psum_spad_depth=8,
         glb_banks=4, glb_bank_depth=256, glb_width=48, glb_filter_banks=1,
         dram_width=48, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
-    # The iCEBreaker's iCE40UP5K (5280 LUT4, 30 x 4 Kib EBR, 8 DSP): 3 x 1 PEs (R <= 3) with
-    # 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (6,067 LUT4, README
-    # "Boards"); the fixed units (controller, streamers, drain) take most of the part. 32-bit
-    # counters (they wrap after about 6 minutes at 12 MHz) save a third of their logic.
+    # The iCEBreaker's iCE40UP5K (5280 logic cells, 30 x 4 Kib EBR, 8 DSP): 3 x 1 PEs (R <= 3)
+    # with 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (README "Boards"):
+    # 4,642 LUT4 and 3,050 FF, but nextpnr needs 6,545 logic cells, as 1,637 flip-flops
+    # cannot pair with a LUT (small FIFOs, spads and registers loaded from a bus); all 30
+    # block RAMs are used. 32-bit counters wrap after about 6 minutes at 12 MHz.
     "ice40": ArchConfig(
         rows=3, cols=1, act_width=4, weight_width=4, psum_width=12,
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
@@ -214,7 +215,7 @@ PRESET_NOTES = {
     "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
     "tiny": "3x4 PEs, 8-bit: for fast tests",
     "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K "
-              "(does not fit yet: 6,067 LUT4)"),
+              "(does not fit yet: 6,545 of 5,280 logic cells)"),
     "ecp5": "5x5 PEs, 16-bit, Eyeriss spads and 108 KiB GLB: the ECP5-85F (ULX3S, OrangeCrab)",
 }
 

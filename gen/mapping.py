@@ -37,16 +37,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hw.drain import DRAIN_LATENCY
+from ..hw.pe import PE_U_WIDTH, pe_f_width, pe_rows_width, pe_stream_limit
 from .errors import MappingError
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "stream_geometry", "OBJECTIVES", "PE_F_MAX", "PE_U_MAX",
+__all__ = ["Mapping", "map_layer", "stream_geometry", "OBJECTIVES", "PE_U_MAX",
            "PASS_OVERHEAD"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
-PE_F_MAX = (1 << 12) - 1        # PE config F field (rowstat.hw.pe.PE_F_WIDTH)
-PE_U_MAX = (1 << 4) - 1         # PE config U field
-PE_ROWS_MAX = (1 << 16) - 1     # PE config n_rows field
+PE_U_MAX = (1 << PE_U_WIDTH) - 1    # PE config U field
 COUNT_MAX = (1 << 20) - 1       # command count/address fields (rowstat.gen.program.COUNT)
 TAGS_MAX = (1 << 12) - 1        # tag table sizes (rowstat.gen.program.TAGS)
 #: Fixed cycles of a pass beyond its MACs and bus beats when the MACs pace it and when the GON
@@ -315,9 +314,14 @@ def _check_layer(arch, layer):
                            f"{arch.filter_spad_depth}")
     if U > PE_U_MAX:
         raise MappingError(f"stride={U} exceeds the PE's stride field (at most {PE_U_MAX})")
-    if layer.F > PE_F_MAX:
+    f_max = (1 << pe_f_width(arch)) - 1
+    if layer.F > f_max:
+        # The field is narrower than 12 bits when the GLB could not hold a longer row anyway.
+        why = "" if f_max >= (1 << 12) - 1 else (
+            f": a row must fit the GLB's ifmap space of glb_banks={arch.glb_banks} x "
+            f"glb_bank_depth={arch.glb_bank_depth} words, {pe_stream_limit(arch)} ifmaps")
         raise MappingError(f"F={layer.F} exceeds the PE's ofmap row width field "
-                           f"(at most {PE_F_MAX})")
+                           f"(at most {f_max}{why})")
     if R - 1 >= 1 << arch.ifmap_col_id_width:
         raise MappingError(f"R={R}: ifmap col ID {R - 1} does not fit in its "
                            f"{arch.ifmap_col_id_width}-bit field")
@@ -360,7 +364,8 @@ def _search(c, forced, objective):
     """All candidates, best first: a list of (key, params dict)."""
     arch = c.arch
     E, R, U = c.E, c.R, c.U
-    ns = [d for d in _divisors(c.N) if forced.get("n", d) == d and d <= PE_ROWS_MAX]
+    rows_max = (1 << pe_rows_width(arch)) - 1
+    ns = [d for d in _divisors(c.N) if forced.get("n", d) == d and d <= rows_max]
     ps = [p for p in range(1, min(arch.psum_spad_depth, c.Mg) + 1) if forced.get("p", p) == p]
     qmax = min(arch.ifmap_spad_depth // c.S, c.Cg)
     qs = [q for q in range(1, qmax + 1) if forced.get("q", q) == q]
@@ -414,6 +419,7 @@ def _search(c, forced, objective):
                        forced.get("m"))
         ok = ev["ok"] & (n_ * c.F * p_ <= COUNT_MAX * c.wpb_p)
         ok &= -(-n_ * c.Wp * q_ // c.wpb_i) <= COUNT_MAX
+        ok &= n_ * c.Wp * q_ <= pe_stream_limit(arch)      # the PE's row counters
         sel = np.flatnonzero(ok)
         if not sel.size:
             continue

@@ -66,7 +66,7 @@ from .noc import (GON2D, BeatToWords, MulticastBus, WordsToBeat, beat_layout,
 from .pe import PE, pe_config_layout, pe_port_layout, pe_products
 
 __all__ = [
-    "PEArray", "PESite", "IDChain", "PsumFrom", "PsumTo", "pe_site_signature",
+    "PEArray", "PESite", "IDChain", "PsumFrom", "PsumTo", "pe_site_signature", "tick_layout",
     "filter_beat_layout", "ifmap_beat_layout", "psum_beat_layout",
     "filter_packet_layout", "ifmap_packet_layout", "psum_packet_layout", "gon_packet_layout",
     "xbus_config_layout", "pe_site_config_layout", "id_chain_layout", "id_chain_stages",
@@ -453,6 +453,13 @@ class PESite(wiring.Component):
         return m
 
 
+def tick_layout(arch):
+    """Per-cycle counts of the array (:attr:`PEArray.tick`)."""
+    n = range(arch.pes + 1)
+    return data.StructLayout({"run": 1, "active": 1, "macs": n, "skipped": n, "idle": n,
+                              "stalls": n})
+
+
 class PEArray(wiring.Component):
     """The PE array with its NoC (see the module docstring).
 
@@ -489,6 +496,11 @@ class PEArray(wiring.Component):
         Output psums tagged with their source PE.
     cycles, macs, skipped, idle, stalls : Out(count_width)
         Counters of the last pass.
+    tick : Out(tick_layout(arch))
+        The same counts per cycle (what the counters add each cycle), for totals kept
+        elsewhere: ``run`` (``cycles`` counts it), ``active`` (the cycles in which the other
+        fields count: two cycles behind, for the adder trees), and the ``macs``,
+        ``skipped``, ``idle``, ``stalls`` added in this cycle (zero when not ``active``).
     """
 
     #: Cycles after start during which the pass counts as running whatever the (delayed) busy
@@ -514,6 +526,7 @@ class PEArray(wiring.Component):
             "skipped":  Out(count_width),
             "idle":     Out(count_width),
             "stalls":   Out(count_width),
+            "tick":     Out(tick_layout(arch)),
         })
 
     @property
@@ -659,6 +672,7 @@ class PEArray(wiring.Component):
             "stalls":  lambda site: site.stall,
             "idle":    lambda site: ~site.pe_busy,
         }
+        m.d.comb += [self.tick.run.eq(run), self.tick.active.eq(run_d[1])]
         with m.If(accept):
             m.d.sync += self.cycles.eq(0)
         with m.Elif(run):
@@ -672,6 +686,7 @@ class PEArray(wiring.Component):
                 row_sums.append(s)
             total = Signal(range(rows * cols + 1), name=f"{name}_total")
             m.d.sync += total.eq(_tree_sum(m, row_sums, f"{name}_all"))
+            m.d.comb += self.tick[name].eq(Mux(run_d[1], total, 0))
             counter = getattr(self, name)
             with m.If(accept):
                 m.d.sync += counter.eq(0)

@@ -5,16 +5,25 @@ Commands (rowstat.gen.program) arrive as 32-bit words: a header, then the argume
 are shifted into one register and viewed through the command's layout. A command is issued
 when its unit is idle and every unit in its wait mask is idle; LAYER and COUNTERS wait for
 every unit. A PASS starts the array and the three streamers in the same cycle and ends when
-the array has finished (its last psum has left) and every streamer is idle; the array's
-per-pass counters are then added to the totals.
+the array has finished (its last psum has left) and every streamer is idle.
+
+The performance counters live in a block RAM, not in flip-flops: a counter in logic costs an
+adder per counter plus a wide mux for the dump, which on an iCE40 took most of the
+controller. Each counter has a small pre-counter that takes its increments every cycle; a
+scanner visits one counter per cycle, adds its pre-counter to the RAM word and restarts the
+pre-counter. A dumped value is the RAM word plus the pre-counter, so it is the live total, as
+if the counter were a register. Clearing marks every RAM word as zero (``cleared``) until the
+scanner next writes it.
 """
 
 from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.program import (COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait, counter_beats,
                            header_beat, layer_layout, nargs)
+from .array import tick_layout
 
 __all__ = ["Controller"]
 
@@ -41,8 +50,8 @@ class Controller(wiring.Component):
     array_psum_in : Out(1)
         With ``array_start``: the pass takes input psums from the psum GIN.
     array_busy : In(1)
-    array_macs, array_skipped, array_idle, array_stalls, array_cycles : In(...)
-        The array's per-pass counters, final when ``array_busy`` falls.
+    array_tick : In(tick_layout(arch))
+        The array's per-cycle counts (:attr:`rowstat.hw.array.PEArray.tick`).
     collector_start : Out(1); collector_base, collector_nchains : Out(...)
     glb_reads, glb_writes : In(2)
     words_in, words_out : In(1)
@@ -53,11 +62,10 @@ class Controller(wiring.Component):
         A command is being decoded or any unit is busy.
     """
 
-    def __init__(self, arch, *, array_count_width=32):
+    def __init__(self, arch):
         self._arch = arch
         self._max_args = max(nargs(arch, op) for op in Op)
         from ..gen.program import drain_layout, load_layout, streamer_layout
-        w = array_count_width
         super().__init__({
             "cmd": In(stream.Signature(32)),
             "layer": Out(layer_layout(arch)),
@@ -72,8 +80,7 @@ class Controller(wiring.Component):
             "array_start": Out(1),
             "array_psum_in": Out(1),
             "array_busy": In(1),
-            "array_macs": In(w), "array_skipped": In(w), "array_idle": In(w),
-            "array_stalls": In(w), "array_cycles": In(w),
+            "array_tick": In(tick_layout(arch)),
             "collector_start": Out(1),
             "collector_base": Out(20),
             "collector_nchains": Out(12),
@@ -102,32 +109,59 @@ class Controller(wiring.Component):
         waits_ok = Cat(*((~wait[k]) | ~unit_busy[Wait(1 << k)] for k in range(3))).all()
         all_idle = ~load_busy & ~pass_active & ~drain_busy
 
-        # --- counters -------------------------------------------------------------------------
+        # --- counters (module docstring) ------------------------------------------------------
         CW = arch.counter_width
-        counters = {name: Signal(CW, name=f"count_{name}") for name in COUNTERS}
+        N = len(COUNTERS)
         m.d.comb += self.busy.eq((state != _State.HEADER) | ~all_idle)
-        with m.If(self.busy):
-            m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
-        m.d.sync += [
-            counters["glb_reads"].eq(counters["glb_reads"] + self.glb_reads),
-            counters["glb_writes"].eq(counters["glb_writes"] + self.glb_writes),
-            counters["words_in"].eq(counters["words_in"] + self.words_in),
-            counters["words_out"].eq(counters["words_out"] + self.words_out),
+        tick = self.array_tick
+        pes = arch.pes
+        incs = {
+            "cycles": self.busy,
+            "macs": tick.macs,
+            "macs_skipped_zero": tick.skipped,
+            "pe_busy_cycles": Mux(tick.active, pes, 0) - tick.idle,   # idle <= pes when active
+            "pe_idle_cycles": tick.idle,
+            "stall_cycles": tick.stalls,
+            "glb_reads": self.glb_reads, "glb_writes": self.glb_writes,
+            "words_in": self.words_in, "words_out": self.words_out,
+            "passes": pass_done,
+        }
+        # A pre-counter takes at most N cycles of increments between two visits.
+        max_inc = {name: pes for name in ("macs", "macs_skipped_zero", "pe_busy_cycles",
+                                          "pe_idle_cycles", "stall_cycles")}
+        max_inc |= {"glb_reads": 3, "glb_writes": 3}
+        pre = [Signal(range(N * max_inc.get(name, 1) + 1), name=f"pre_{name}")
+               for name in COUNTERS]
+        # All set at reset too: a reset (the board's RESET) does not clear the RAM itself.
+        cleared = Signal(N, init=(1 << N) - 1)
+        m.submodules.counter_ram = ram = Memory(
+            shape=CW, depth=N, init=[], attrs={"ram_style": "block"})
+        wr = ram.write_port()
+        scan_rd = ram.read_port(transparent_for=(wr,))
+        dump_rd = ram.read_port(transparent_for=(wr,))
+        scan = Signal(range(N))           # read this cycle
+        scan_wr = Signal(range(N))        # written this cycle (read in the last one)
+        scan_on = Signal()                # scan_wr is valid (not the first cycle after reset)
+        m.d.sync += [scan.eq(Mux(scan == N - 1, 0, scan + 1)), scan_wr.eq(scan),
+                     scan_on.eq(1)]
+        pre_w = Array(pre)[scan_wr]
+        m.d.comb += [
+            scan_rd.addr.eq(scan),
+            wr.addr.eq(scan_wr),
+            wr.data.eq(Mux(cleared.bit_select(scan_wr, 1), 0, scan_rd.data) + pre_w),
+            wr.en.eq(scan_on),
         ]
+        clear_all = Signal()
+        for i, name in enumerate(COUNTERS):
+            visit = scan_on & (scan_wr == i)
+            with m.If(clear_all):
+                m.d.sync += [pre[i].eq(0), cleared[i].eq(1)]
+            with m.Else():
+                m.d.sync += pre[i].eq(Mux(visit, 0, pre[i]) + incs[name])
+                with m.If(visit):
+                    m.d.sync += cleared[i].eq(0)
         with m.If(pass_done):
-            # cycles * pes as shifted adds: a constant product, no multiplier needed.
-            pe_cycles = sum(self.array_cycles << b for b in range(arch.pes.bit_length())
-                            if arch.pes >> b & 1)
-            m.d.sync += [
-                pass_active.eq(0),
-                counters["macs"].eq(counters["macs"] + self.array_macs),
-                counters["macs_skipped_zero"].eq(counters["macs_skipped_zero"] + self.array_skipped),
-                counters["pe_idle_cycles"].eq(counters["pe_idle_cycles"] + self.array_idle),
-                counters["pe_busy_cycles"].eq(counters["pe_busy_cycles"]
-                                              + pe_cycles - self.array_idle),
-                counters["stall_cycles"].eq(counters["stall_cycles"] + self.array_stalls),
-                counters["passes"].eq(counters["passes"] + 1),
-            ]
+            m.d.sync += pass_active.eq(0)
         with m.If(pass_active & self.array_busy):
             m.d.sync += pass_seen_busy.eq(1)
 
@@ -149,6 +183,11 @@ class Controller(wiring.Component):
         ]
         dump_index = Signal(range(len(COUNTERS) * 4 + 2))
         beats_per = counter_beats(arch)
+        dump_ctr = Signal(range(N + 1))         # counter of the current beat
+        dump_part = Signal(range(beats_per))    # its beat
+        ctr_next = Signal.like(dump_ctr)        # dump_ctr in the next cycle: the RAM reads ahead
+        m.d.sync += dump_ctr.eq(ctr_next)
+        m.d.comb += dump_rd.addr.eq(ctr_next)
         m.d.comb += self.cmd.ready.eq((state == _State.HEADER) | (state == _State.ARGS))
 
         with m.Switch(state):
@@ -193,28 +232,35 @@ class Controller(wiring.Component):
                             m.d.sync += state.eq(_State.HEADER)
                     with m.Case(Op.COUNTERS):
                         with m.If(all_idle):
-                            m.d.sync += [state.eq(_State.DUMP), dump_index.eq(0)]
+                            m.d.sync += [state.eq(_State.DUMP), dump_index.eq(0),
+                                         dump_part.eq(0)]
                     with m.Default():
                         m.d.sync += state.eq(_State.HEADER)      # unknown opcodes are skipped
             with m.Case(_State.DUMP):
                 # Header, then each counter in beats_per beats, least significant first.
                 slot_bits = beats_per * arch.dram_width
-                flat = Cat(*(Cat(counters[name], C(0, slot_bits - CW))
-                             if slot_bits > CW else counters[name]
-                             for name in COUNTERS))
-                word = flat.word_select((dump_index - 1)[:len(dump_index)], arch.dram_width)
+                value = (Mux(cleared.bit_select(dump_ctr, 1), 0, dump_rd.data)
+                         + Array(pre)[dump_ctr])[:CW]
+                word = Cat(value, C(0, slot_bits - CW)).word_select(dump_part, arch.dram_width)
                 total = len(COUNTERS) * beats_per
                 m.d.comb += [
                     self.dump.valid.eq(1),
                     self.dump.payload.eq(Mux(dump_index == 0,
                                              header_beat(BlockKind.COUNTERS, total), word)),
+                    ctr_next.eq(dump_ctr),
                 ]
                 with m.If(self.dump.ready):
                     m.d.sync += dump_index.eq(dump_index + 1)
+                    with m.If(dump_index != 0):
+                        with m.If(dump_part == beats_per - 1):
+                            m.d.sync += dump_part.eq(0)
+                            m.d.comb += ctr_next.eq(dump_ctr + 1)
+                        with m.Else():
+                            m.d.sync += dump_part.eq(dump_part + 1)
                     with m.If(dump_index == total):
                         m.d.sync += state.eq(_State.HEADER)
                         with m.If(view[Op.COUNTERS].clear):
-                            m.d.sync += [c.eq(0) for c in counters.values()]
+                            m.d.comb += clear_all.eq(1)
 
         # Streamer commands go out the cycle after the pass starts (the streamers are idle
         # then: a PASS issues only when they are).

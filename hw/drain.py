@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.program import BlockKind, drain_layout, header_beat
+from .fifo import BlockFIFO
 from .glb import ReadPort, WritePort
 from .output_stage import OutputStage, output_config_layout
 
@@ -97,7 +98,7 @@ class Drain(wiring.Component):
         m.submodules.stage = stage = OutputStage(arch)
         m.d.comb += stage.cfg.eq(self.out_cfg)
         # Psum + bias pairs wait here for the output stage; the bias read takes a cycle.
-        m.submodules.pairs = pairs = fifo.SyncFIFOBuffered(width=2 * P, depth=6)
+        m.submodules.pairs = pairs = BlockFIFO(width=2 * P, depth=6)
         p_valid = Signal()
         p_psum = Signal(signed(P))
         room = (pairs.level + p_valid) < 5
@@ -139,7 +140,7 @@ class Drain(wiring.Component):
         fill = Signal(range(D + 1))                   # bits filled
         beats_left = Signal(npsum + 1)
         header_due = Signal()
-        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=D, depth=4)
+        m.submodules.beats = beats = BlockFIFO(width=D, depth=4)
         packed_left = Signal(npsum)                   # output words not yet packed
         # A value that fills the beat (the next would not fit) goes out with it in the same
         # cycle, so packing never stalls the output stage: one psum per cycle.

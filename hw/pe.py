@@ -45,17 +45,34 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PE", "pe_config_layout", "pe_port_layout", "pe_products", "PE_F_WIDTH",
-           "PE_U_WIDTH", "PE_ROWS_WIDTH"]
+from .fifo import BlockFIFO
 
-#: Widths of the per-pass counts in the PE configuration.
-PE_F_WIDTH = 12     # ofmap row width F, up to 4095
-PE_U_WIDTH = 4      # horizontal stride U, up to 15
-PE_ROWS_WIDTH = 16  # 1-D convolutions (ifmap rows) per pass
+__all__ = ["PE", "pe_config_layout", "pe_port_layout", "pe_products", "pe_stream_limit",
+           "pe_f_width", "pe_rows_width", "PE_U_WIDTH"]
+
+#: Width of the horizontal stride U in the PE configuration (up to 15).
+PE_U_WIDTH = 4
 
 
 def _bits(n):
     return max(1, int(n).bit_length())
+
+
+def pe_stream_limit(arch):
+    """Most ifmap words a PE takes in one pass: its stream is one destination's share of a
+    region of the GLB's ifmap space, so n_rows, F and a row's words are at most this."""
+    return arch.glb_banks * arch.glb_bank_depth * (arch.glb_width // arch.act_width)
+
+
+def pe_f_width(arch):
+    """Width of the ofmap row width F: up to 4095, or the stream limit if smaller."""
+    return min(12, _bits(pe_stream_limit(arch)))
+
+
+def pe_rows_width(arch):
+    """Width of n_rows, the 1-D convolutions (ifmap rows) of a pass: up to 65535, or the
+    stream limit if smaller."""
+    return min(16, _bits(pe_stream_limit(arch)))
 
 
 def pe_config_layout(arch):
@@ -64,9 +81,9 @@ def pe_config_layout(arch):
         "p": _bits(arch.psum_spad_depth),      # filters per PE, 1..psum_spad_depth
         "q": _bits(arch.ifmap_spad_depth),     # channels per PE, q*S <= ifmap_spad_depth
         "S": _bits(arch.ifmap_spad_depth),     # filter width
-        "F": PE_F_WIDTH,                       # output columns per row
+        "F": pe_f_width(arch),                 # output columns per row
         "U": PE_U_WIDTH,                       # horizontal stride
-        "n_rows": PE_ROWS_WIDTH,               # rows (1-D convolutions) in this pass
+        "n_rows": pe_rows_width(arch),         # rows (1-D convolutions) in this pass
         "psum_in_en": 1,                       # add the psum_in stream to the outputs
     })
 
@@ -85,7 +102,7 @@ def pe_port_layout(arch):
     q = fields["q"]
     return data.StructLayout(fields | {
         "pqS": fields["p"] + q + fields["S"],
-        "row_words": PE_U_WIDTH + PE_F_WIDTH + 2 * q,
+        "row_words": min(PE_U_WIDTH + fields["F"] + 2 * q, _bits(pe_stream_limit(arch))),
     })
 
 
@@ -159,20 +176,26 @@ class PE(wiring.Component):
         slot_w = _bits(ID - 1)
 
         # --- spads -------------------------------------------------------------------------
+        # The filter spad is read synchronously, so it can be a block RAM even when small:
+        # in flip-flops each word bit would take an iCE40 logic cell and the read a mux.
         m.submodules.filter_spad = filter_spad = Memory(
-            shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[])
+            shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[],
+            attrs={"ram_style": "block"})
         m.submodules.ifmap_spad = ifmap_spad = Memory(
             shape=signed(arch.act_width), depth=ID, init=[])
         m.submodules.psum_spad = psum_spad = Memory(
-            shape=signed(arch.psum_width), depth=PD, init=[])
+            shape=signed(arch.psum_width), depth=PD, init=[], attrs={"ram_style": "block"})
         f_wr = filter_spad.write_port()
         f_rd = filter_spad.read_port(domain="sync")
         i_wr = ifmap_spad.write_port()
         i_rd = ifmap_spad.read_port(domain="comb")   # a few words: LUT RAM, read in the issue cycle
         p_wr = psum_spad.write_port()
-        p_rd = psum_spad.read_port(domain="comb")    # read-modify-write in the accumulate stage
+        # Read-modify-write in the accumulate stage: read in the multiply stage with the
+        # accumulate stage's write visible, which is what a read in the accumulate stage
+        # would see, and lets the spad be a block RAM (the filter spad's reason).
+        p_rd = psum_spad.read_port(transparent_for=(p_wr,))
 
-        m.submodules.done = done = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=PD)
+        m.submodules.done = done = BlockFIFO(width=arch.psum_width, depth=PD)
         # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
         # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
         m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=3)
@@ -190,7 +213,7 @@ class PE(wiring.Component):
         lwm_slot = Signal(slot_w)                            # slot of the oldest unreleased word
         rd_off = Signal(range(ID + 1))                       # read word, relative to lwm
         wr_pos = Signal.like(row_words)                      # words written in the current row
-        wr_rows = Signal(PE_ROWS_WIDTH)                      # rows completely written
+        wr_rows = Signal.like(cfg.n_rows)                    # rows completely written
         wr_c = Signal.like(cfg.q)                            # channel of the incoming word
         wr_phase = Signal(PE_U_WIDTH)                        # its position modulo U
         filt_cnt = Signal(range(arch.filter_spad_depth + 1))
@@ -199,8 +222,8 @@ class PE(wiring.Component):
         k = Signal(range(PD + 1))
         c = Signal(range(ID + 1))
         s = Signal(range(ID + 1))
-        f = Signal(PE_F_WIDTH)
-        row = Signal(PE_ROWS_WIDTH)
+        f = Signal.like(cfg.F)
+        row = Signal.like(cfg.n_rows)
         step = Signal(range(arch.filter_spad_depth + 1))     # = filter spad address
         issue_done = Signal()
 
@@ -346,7 +369,7 @@ class PE(wiring.Component):
         # --- accumulate stage (stage 2) --------------------------------------------------------
         acc = Signal(signed(arch.psum_width))
         m.d.comb += [
-            p_rd.addr.eq(k2),
+            p_rd.addr.eq(k1),
             acc.eq(Mux(first2, 0, p_rd.data) + prod2),
             p_wr.addr.eq(k2),
             p_wr.data.eq(acc),

@@ -79,10 +79,14 @@ class Streamer(wiring.Component):
         n_words, per_word = self._beat_words, self._per_word
         row_w = packet["row"].shape.width
 
+        # A block RAM, read a cycle ahead (at the next beat's tag) with the write visible,
+        # which gives what a combinational read of the current tag would: in flip-flops the
+        # table took a logic cell per bit on an iCE40 and a wide read mux.
         m.submodules.tag_table = table = Memory(shape=len(self.tags.data),
-                                                depth=self._tag_depth, init=[])
+                                                depth=self._tag_depth, init=[],
+                                                attrs={"ram_style": "block"})
         twr = table.write_port()
-        trd = table.read_port(domain="comb")
+        trd = table.read_port(transparent_for=(twr,))
         m.d.comb += [twr.en.eq(self.tags.en), twr.addr.eq(self.tags.addr),
                      twr.data.eq(self.tags.data)]
 
@@ -109,9 +113,11 @@ class Streamer(wiring.Component):
         # --- unpack beats, tag them ------------------------------------------------------------
         slot = Signal(range(max(per_word, 2)))
         tag = Signal(range(self._tag_depth + 1))
+        tag_next = Signal.like(tag)           # tag in the next cycle
         chunk = Signal(nb)
         beats_left = Signal(nb)
-        m.d.comb += trd.addr.eq(tag)
+        m.d.comb += [trd.addr.eq(tag_next), tag_next.eq(tag)]
+        m.d.sync += tag.eq(tag_next)
         out = Signal(packet)
         out_beat = Signal(beat)
         beat_value = words.r_data.word_select(slot, self._beat_bits) if per_word > 1 \
@@ -133,9 +139,10 @@ class Streamer(wiring.Component):
             m.d.sync += beats_left.eq(beats_left - 1)
             m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
             with m.If(tag == cmd.ntags[:len(tag)] - 1):
-                m.d.sync += [tag.eq(0), chunk.eq(chunk + 1)]
+                m.d.comb += tag_next.eq(0)
+                m.d.sync += chunk.eq(chunk + 1)
             with m.Else():
-                m.d.sync += tag.eq(tag + 1)
+                m.d.comb += tag_next.eq(tag + 1)
 
         # --- command ----------------------------------------------------------------------------
         beats_total = Signal(nb)
@@ -147,8 +154,9 @@ class Streamer(wiring.Component):
                 read_ptr.eq(self.cmd.payload.base),
                 reads_left.eq(beats_total),
                 beats_left.eq(beats_total),
-                slot.eq(0), tag.eq(0), chunk.eq(0),
+                slot.eq(0), chunk.eq(0),
             ]
+            m.d.comb += tag_next.eq(0)
         with m.If(fire & (beats_left == 1)):
             m.d.sync += active.eq(0)
         m.d.comb += self.busy.eq(active)

@@ -312,3 +312,78 @@ def test_streamer_sends_a_beat_per_cycle(preset, kind):
     sim.run()
     assert took["beats"] == ntags * chunks
     assert took["cycles"] == ntags * chunks + STREAMER_LATENCY, took
+
+
+def test_controller_counters_sum_their_strobes_and_read_zero_after_reset():
+    """The counters (kept in a block RAM, hw.controller) dump the sums of their per-cycle
+    increments; after a reset they read zero although the RAM keeps its words."""
+    from amaranth.hdl import ResetInserter, Signal
+    from rowstat.gen.program import COUNTERS, Op, counter_beats, encode_command
+    from rowstat.hw.controller import Controller
+    arch = PRESETS["tiny"]
+    ctrl = Controller(arch)
+    rst = Signal()
+    sim = Simulator(ResetInserter(rst)(ctrl))
+    sim.add_clock(1e-8)
+    rng = random.Random(5)
+    got = []
+
+    async def dump(ctx):
+        for word in encode_command(arch, Op.COUNTERS, {"clear": 0}):
+            ctx.set(ctrl.cmd.valid, 1)
+            ctx.set(ctrl.cmd.payload, word)
+            await ctx.tick().until(ctrl.cmd.ready)
+        ctx.set(ctrl.cmd.valid, 0)
+        ctx.set(ctrl.dump.ready, 1)
+        beats = []
+        while len(beats) < 1 + len(COUNTERS) * counter_beats(arch):
+            _, _, valid, payload = await ctx.tick().sample(ctrl.dump.valid, ctrl.dump.payload)
+            if valid:
+                beats.append(payload)
+        ctx.set(ctrl.dump.ready, 0)
+        cb, w = counter_beats(arch), arch.dram_width
+        got.append({name: sum(beats[1 + i * cb + j] << (w * j) for j in range(cb))
+                    for i, name in enumerate(COUNTERS)})
+
+    async def bench(ctx):
+        sums = dict.fromkeys(COUNTERS, 0)
+        tick = ctrl.array_tick
+        for _ in range(200):
+            inc = {"glb_reads": rng.randrange(4), "glb_writes": rng.randrange(4),
+                   "words_in": rng.randrange(2), "words_out": rng.randrange(2)}
+            active = rng.randrange(2)
+            counts = {k: rng.randrange(arch.pes + 1) * active
+                      for k in ("macs", "skipped", "idle", "stalls")}
+            for k, v in inc.items():
+                ctx.set(getattr(ctrl, k), v)
+            ctx.set(tick.active, active)
+            for k, v in counts.items():
+                ctx.set(tick[k], v)
+            await ctx.tick()
+            for k, v in inc.items():
+                sums[k] += v
+            sums["macs"] += counts["macs"]
+            sums["macs_skipped_zero"] += counts["skipped"]
+            sums["pe_idle_cycles"] += counts["idle"]
+            sums["stall_cycles"] += counts["stalls"]
+            sums["pe_busy_cycles"] += arch.pes * active - counts["idle"]
+        for k in ("glb_reads", "glb_writes", "words_in", "words_out"):
+            ctx.set(getattr(ctrl, k), 0)
+        for k in ("active", "macs", "skipped", "idle", "stalls"):
+            ctx.set(tick[k], 0)
+        await dump(ctx)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+        await dump(ctx)
+        got.append(sums)
+
+    sim.add_testbench(bench)
+    sim.run()
+    before, after, sums = got
+    assert {k: before[k] for k in sums if k != "cycles"} == \
+        {k: v for k, v in sums.items() if k != "cycles"}
+    # Only the COUNTERS command's own cycles count as busy, before its dump starts.
+    assert 0 < before["cycles"] < 10 and 0 < after["cycles"] < 10
+    assert {k: v for k, v in after.items() if k != "cycles"} == \
+        {k: 0 for k in sums if k != "cycles"}
