@@ -43,7 +43,7 @@ from ..hw.array import id_chain_words
 from .errors import MappingError, RowstatError
 from .mapping import map_layer, stream_geometry
 from .placement import ceil_div
-from .program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait,
+from .program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait, header_beats_max,
                       encode_command, parse_header)
 from .program import counter_beats as program_counter_beats
 
@@ -556,6 +556,7 @@ def _compile(arch, layer, x, w, b, mapping, dry):
             if cb == cbs - 1:
                 values = tb.nchains * n * F * p
                 beats = ceil_div(values, out_per_beat)
+                _check_count("output block beats", beats, header_beats_max(arch))
                 bbase = bias_addr + sb * p * t
                 pending.append(({
                     "base": rbase, "chunks": psum_chunks,

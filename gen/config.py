@@ -10,6 +10,11 @@ from .errors import ConfigError
 __all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides", "parse_int"]
 
 
+#: Narrowest external beat: an output header (rowstat.gen.program.header_beat) must count the
+#: beats of the longest block (20 bits, the command fields' counts).
+_HEADER_MIN_WIDTH = 32
+
+
 def _bits(n):
     """Bits needed to hold the unsigned values 0..n."""
     return max(1, int(n).bit_length())
@@ -99,6 +104,10 @@ class ArchConfig:
                 f"one filter row as wide as the ifmap window")
         if self.glb_bank_depth & (self.glb_bank_depth - 1):
             raise ConfigError("glb_bank_depth", self.glb_bank_depth, "a power of two")
+        if self.dram_width < _HEADER_MIN_WIDTH:
+            raise ConfigError("dram_width", self.dram_width,
+                              f"at least {_HEADER_MIN_WIDTH}: an output block's header beat "
+                              f"holds 8 bits of magic, a 4-bit kind and a 20-bit beat count")
         if self.dram_width < self.glb_width:
             raise ConfigError("dram_width", self.dram_width,
                               f"at least glb_width={self.glb_width} (one GLB word per beat)")
@@ -193,12 +202,14 @@ PRESETS = {
     # with 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (README "Boards"):
     # 4,642 LUT4 and 3,050 FF, but nextpnr needs 6,545 logic cells, as 1,637 flip-flops
     # cannot pair with a LUT (small FIFOs, spads and registers loaded from a bus); all 30
-    # block RAMs are used. 32-bit counters wrap after about 6 minutes at 12 MHz.
+    # block RAMs are used. 32-bit counters wrap after about 6 minutes at 12 MHz. Beats are 32
+    # bits (an output header needs them) and carry one 16-bit GLB word in: 128 x 32-bit banks
+    # would take two 256 x 16 block RAMs each.
     "ice40": ArchConfig(
         rows=3, cols=1, act_width=4, weight_width=4, psum_width=12,
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
         glb_banks=2, glb_bank_depth=256, glb_width=16, glb_filter_banks=1,
-        dram_width=16, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12,
+        dram_width=32, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12,
         counter_width=32),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
     # widths, spads and GLB bytes on 5 x 5 PEs, with the chip's 64-bit banks and psum path (half

@@ -28,6 +28,7 @@ from amaranth.lib import data
 
 __all__ = [
     "Op", "Target", "Wait", "BlockKind", "COUNTERS", "counter_beats", "HEADER_MAGIC",
+    "header_beats_max",
     "layer_layout", "load_layout", "pass_layout", "drain_layout", "counters_layout",
     "streamer_layout", "ARG_LAYOUTS", "encode_command", "pack", "header_beat",
     "parse_header",
@@ -191,6 +192,11 @@ def encode_command(arch, op, args=None, wait=0):
         value = pack(ARG_LAYOUTS[op](arch), args or {})
         words += [(value >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
     return words
+
+
+def header_beats_max(arch):
+    """The most beats an output block's header can announce."""
+    return (1 << (arch.dram_width - 12)) - 1
 
 
 def header_beat(kind, beats):

@@ -72,6 +72,13 @@ def test_accelerator_random_layers_tiny(seed):
     check(arch, random_layer(arch, np.random.default_rng(1000 + seed)), seed)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_accelerator_random_layers_ice40(seed):
+    # The board preset: 3 x 1 PEs, 4-bit data, one 16-bit GLB word per 32-bit beat.
+    arch = PRESETS["ice40"]
+    check(arch, random_layer(arch, np.random.default_rng(3000 + seed)), seed)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_accelerator_random_layers_odd_array(seed):
     check(ODD, random_layer(ODD, np.random.default_rng(2000 + seed)), seed)

@@ -175,6 +175,17 @@ def test_dram_width_must_be_a_multiple_of_8_holding_a_psum(value):
     assert_one_line(info.value, "dram_width", repr(value), "multiple of 8", "24")
 
 
+def test_dram_width_must_hold_an_output_header():
+    # An output block's header beat counts its beats from bit 12: 24 bits hold a psum of the
+    # 4-bit preset but leave a 12-bit count.
+    narrow = PRESETS["ice40"].to_dict() | {"dram_width": 24}
+    with pytest.raises(ConfigError) as info:
+        ArchConfig(**narrow)
+    assert info.value.key == "dram_width"
+    assert_one_line(info.value, "dram_width", "24", "at least 32", "header")
+    assert ArchConfig(**(narrow | {"dram_width": 32})).dram_width == 32
+
+
 @pytest.mark.parametrize("value", [12, 36])
 def test_glb_width_must_be_a_multiple_of_8(value):
     with pytest.raises(ConfigError) as info:
