@@ -119,7 +119,7 @@ class ArrayPass:
         """The array's ``cfg`` value; ``psum_in_en``: this pass sends input psums through the
         psum GIN (which PEs take them is set per PE by the ID chain)."""
         return pack_config(self.arch, p=self.p, q=self.q, S=self.S, F=self.F, U=self.shape.U,
-                           n_rows=self.n, psum_in_en=self.psum_in is not None)
+                           n_rows=self.n, psum_in_en=self.psum_in is not None, products=False)
 
     def chain_words(self):
         return id_chain_words(self.arch, self.placement)

@@ -9,16 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Const
 
-from ..hw.pe import pe_port_layout, pe_products
+from ..hw.pe import pe_config_layout, pe_port_layout, pe_products
 from .golden import conv1d_row, wrap
 
 __all__ = ["PECase", "pack_config", "random_case"]
 
 
-def pack_config(arch, *, p, q, S, F, U, n_rows, psum_in_en):
-    """The PE's ``cfg`` port value as an integer."""
+def pack_config(arch, *, p, q, S, F, U, n_rows, psum_in_en, products=True):
+    """The PE's ``cfg`` port value as an integer; without ``products``, the array's ``cfg``
+    port (the array works the products out itself)."""
     cfg = {"p": p, "q": q, "S": S, "F": F, "U": U, "n_rows": n_rows,
            "psum_in_en": int(psum_in_en)}
+    if not products:
+        return Const.cast(pe_config_layout(arch).const(cfg)).value
     value = pe_port_layout(arch).const(cfg | pe_products(cfg))
     return Const.cast(value).value
 
