@@ -202,9 +202,9 @@ PRESETS = {
     # with 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (README "Boards"):
     # 4,642 LUT4 and 3,050 FF, but nextpnr needs 6,545 logic cells, as 1,637 flip-flops
     # cannot pair with a LUT (small FIFOs, spads and registers loaded from a bus); all 30
-    # block RAMs are used. 32-bit counters wrap after about 6 minutes at 12 MHz. Beats are 32
-    # bits (an output header needs them) and carry one 16-bit GLB word in: 128 x 32-bit banks
-    # would take two 256 x 16 block RAMs each.
+    # block RAMs are used (with 16-bit beats). Beats are 32 bits (an output header needs them;
+    # 31 block RAMs then) and carry one 16-bit GLB word in: 128 x 32-bit banks would take two
+    # 256 x 16 block RAMs each. 32-bit counters wrap after about 6 minutes at 12 MHz.
     "ice40": ArchConfig(
         rows=3, cols=1, act_width=4, weight_width=4, psum_width=12,
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
@@ -226,7 +226,7 @@ PRESET_NOTES = {
     "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
     "tiny": "3x4 PEs, 8-bit: for fast tests",
     "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K "
-              "(does not fit yet: 6,545 of 5,280 logic cells)"),
+              "(does not fit yet: about 6,500 of 5,280 logic cells)"),
     "ecp5": "5x5 PEs, 16-bit, Eyeriss spads and 108 KiB GLB: the ECP5-85F (ULX3S, OrangeCrab)",
 }
 
