@@ -422,10 +422,10 @@ def test_conv1d_row_rejects_bad_psum_in():
 # --- golden_layer --------------------------------------------------------------------------
 
 def arch_for(act_width, weight_width, psum_width):
-    glb = -(-psum_width // 8) * 8          # one psum per GLB word and per data beat
+    glb = -(-psum_width // 8) * 8          # one psum per GLB word
     return PRESETS["tiny"].replace(
         act_width=act_width, weight_width=weight_width, psum_width=psum_width,
-        glb_width=glb, dram_width=glb,
+        glb_width=glb, dram_width=max(glb, 32),     # 32: an output header's beat count
         filter_bus_width=weight_width, ifmap_bus_width=act_width, psum_bus_width=psum_width)
 
 
