@@ -258,6 +258,11 @@ def build_bitstream(board_name, arch, out_dir, *, preset=None, freq=None, baud=D
                         report["clocks"] = clocks
                         report["resources"] = _resources(board, metrics, utilisation)
                         report["fmax_mhz"] = round(fmax, 2) if fmax else None
+                    elif (work / "top.tim").exists():
+                        # stopped before its report (e.g. it does not fit): the log's counts
+                        used = yosys.parse_log_utilisation(
+                            (work / "top.tim").read_text(errors="replace"))
+                        report["resources"] = _resources(board, metrics, used)
                 say(f"      Fmax {fmax:.1f} MHz (target {target:g} MHz)" if fmax else
                     "      no Fmax in nextpnr's report", flush=True)
                 missed = fmax is None or any(

@@ -35,7 +35,7 @@ from ..gen.errors import ToolError
 __all__ = [
     "TARGETS", "DEVICES", "ToolRunError", "ToolTimeout", "find_tool", "run_tool",
     "tool_version", "synth_script", "synthesize", "parse_stat", "pnr_wrapper", "place_and_route",
-    "parse_fmax",
+    "parse_fmax", "parse_log_utilisation",
 ]
 
 #: Synthesis targets, and the metrics each one reports (in CSV column order).
@@ -348,6 +348,15 @@ def parse_fmax(report_json):
     achieved = [c.get("achieved") for c in data.get("fmax", {}).values()]
     achieved = [float(a) for a in achieved if a is not None]
     return min(achieved) if achieved else None
+
+
+def parse_log_utilisation(log_text):
+    """{cell kind: {"used", "available"}} from the "Device utilisation" lines of a nextpnr log
+    (the last of each kind), for a run that ended before writing its ``--report``: a design
+    that does not fit still says how much it needed."""
+    found = re.findall(r"^Info:\s+([A-Z][A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$", log_text,
+                       re.MULTILINE)
+    return {kind: {"used": int(used), "available": int(avail)} for kind, used, avail in found}
 
 
 def _fmax_from_log(log_text):

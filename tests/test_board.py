@@ -340,3 +340,28 @@ def test_host_runs_a_layer_over_a_serial_device_and_finds_the_preset(tmp_path, c
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["passes"] > 0 and stats["board_errors"] == 0 and stats["link_bytes_sent"] > 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_resources_from_a_nextpnr_log_that_stopped_early():
+    # A design that does not fit ends nextpnr before its --report; the log still has the
+    # device utilisation, and the build report takes the logic cells from it.
+    from rowstat.fpga.board import get_board
+    from rowstat.fpga.build import _resources
+    from rowstat.fpga.yosys import parse_log_utilisation
+    log = "\n".join([
+        "Info: Logic utilisation before packing:",
+        "Info:     Total LUT4s:     4701/5280    89%",
+        "Info: Device utilisation:",
+        "Info: \t           ICESTORM_LC:  6545/ 5280   123%",
+        "Info: \t          ICESTORM_RAM:    30/   30   100%",
+        "Info: \t                 SB_IO:     4/   96     4%",
+        "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'",
+    ])
+    used = parse_log_utilisation(log)
+    assert used == {"ICESTORM_LC": {"used": 6545, "available": 5280},
+                    "ICESTORM_RAM": {"used": 30, "available": 30},
+                    "SB_IO": {"used": 4, "available": 96}}
+    res = _resources(get_board("icebreaker"), {"lut": 4701, "ff": 3120, "bram": 30, "dsp": 3},
+                     used)
+    assert res["lut"] == {"used": 6545, "available": 5280}
+    assert res["dsp"]["used"] == 3 and res["ff"]["used"] == 3120
