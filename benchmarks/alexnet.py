@@ -1,7 +1,11 @@
 """AlexNet CONV1-5 on the eyeriss preset, on the generated RTL, beside the chip's figures.
 
     .venv/bin/python benchmarks/alexnet.py [--batch 4] [--io-bits-per-cycle 19.2]
-        [--layers 1,2,3,4,5] [--out benchmarks/results/alexnet]
+        [--layers 1,2,3,4,5] [--preset eyeriss] [--set key=value ...]
+        [--out benchmarks/results/alexnet]
+
+The array must keep the chip's 12 x 14 PEs (utilisation is counted over 168 PEs, as the
+chip's); other parameters may change (``--preset eyeriss_wide``, ``--set``).
 
 Each layer runs at its real shape (grouped as in the paper) with random data (seeded, 30%
 zeros in the ifmaps), checked bit for bit against the golden model. Writes a markdown table,
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rowstat.gen.config import PRESETS
+from rowstat.gen.config import load_arch
+from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
 from rowstat.gen.networks import ALEXNET
@@ -55,6 +60,9 @@ def main(argv=None):
     parser.add_argument("--io-bits-per-cycle", type=float, default=19.2)
     parser.add_argument("--layers", default="1,2,3,4,5", type=_layer_numbers,
                         help="comma-separated layer numbers (1-5; CONV3 also works)")
+    parser.add_argument("--preset", default="eyeriss")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override one parameter (repeatable)")
     parser.add_argument("--out", default="benchmarks/results/alexnet")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other layers of an earlier run in OUT")
@@ -62,7 +70,13 @@ def main(argv=None):
                         help="only recompute the model's columns of the run in OUT (same "
                              "mappings, no simulation), after a change to the model")
     args = parser.parse_args(argv)
-    arch = PRESETS["eyeriss"]
+    try:
+        arch = load_arch(args.preset, overrides=args.overrides)
+    except RowstatError as exc:
+        parser.exit(2, f"alexnet.py: {exc}\n")
+    if (arch.rows, arch.cols) != (12, 14):
+        parser.exit(2, f"alexnet.py: bad array {arch.rows} x {arch.cols}; allowed: the chip's "
+                       "12 x 14 (rows=12, cols=14)\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.remodel:
@@ -133,7 +147,8 @@ def write_results(out, rows, args):
     wall = sum(r["wall_s"] for r in rows)       # simulation wall clock, layer by layer
     total_cycles = sum(r["cycles_M"] for r in rows)
     total_macs = sum(r["macs_M"] for r in rows)
-    summary = {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
+    summary = {"preset": args.preset, "overrides": args.overrides,
+               "batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
                "total_cycles_M": total_cycles,
                "overall_utilization": total_macs / (168 * total_cycles),
                "worst_model_error": max(abs(r["model_error"]) for r in rows), "wall_s": wall}
@@ -154,7 +169,8 @@ def write_results(out, rows, args):
             f"({r['chip_active_pes']}) | {r['dram_MB']:.1f} ({r['chip_dram_MB']:.1f}) | "
             f"{r['glb_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
             f"{' '.join(str(mp[k]) for k in 'nepqrtm')} |")
-    lines.append(f"\nbatch {args.batch}, link {args.io_bits_per_cycle} bits/cycle: "
+    arch_text = " ".join([args.preset] + [f"--set {o}" for o in args.overrides])
+    lines.append(f"\n{arch_text}, batch {args.batch}, link {args.io_bits_per_cycle} bits/cycle: "
                  f"{total_cycles:.2f} M cycles, overall utilisation "
                  f"{summary['overall_utilization']:.1%}, worst model error "
                  f"{summary['worst_model_error']:.2%}, model access counts equal to the "

@@ -2,13 +2,18 @@
 beside the published Eyeriss figures and the recorded RTL runs.
 
     .venv/bin/python benchmarks/model.py [--batch 4] [--io-bits-per-cycle 19.2]
-        [--repeat 5] [--out benchmarks/results/model]
+        [--repeat 5] [--presets eyeriss,eyeriss_wide] [--out benchmarks/results/model]
 
 Writes OUT/timing.json (seconds per network: mapping + model, and the model alone with the
 mappings given), OUT/alexnet_vs_chip.{json,md} (per layer: model cycles, utilisation, active
 PEs, DRAM and GLB MB and mapping against the chip's, JSSC 2017, batch 4) and, for every RTL run
 recorded by benchmarks/alexnet.py in benchmarks/results/alexnet/*.json, the model with the
 same mapping against it.
+
+It also says what bounds each layer (OUT/alexnet_bounds.md): the cycles if every pass ran its
+MACs back to back at the full rate of its active PEs (no filter fill, no waits, no drains in
+between), and the cycles the link needs for the layer's DRAM beats. The layer can be no faster
+than either, and no layer can beat ``active PEs / 168`` utilisation.
 """
 
 import argparse
@@ -18,8 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from rowstat.gen.config import PRESETS
+from rowstat.gen.compiler import plan_layer
+from rowstat.gen.config import PRESETS, load_arch
 from rowstat.gen.mapping import map_layer
+from rowstat.gen.program import Op
 from rowstat.gen.networks import EYERISS_ALEXNET_MAPPING, NETWORKS, network_layers
 from rowstat.sim.model import model_layer, model_network, network_totals
 
@@ -82,12 +89,65 @@ def versus_chip(arch, batch, io):
     return rows
 
 
-def versus_rtl(arch, results_dir):
+def bounds(arch, batch, io):
+    """Per layer: the model's cycles beside the pass-MAC floor and the link floor."""
+    rows = []
+    for name, layer in network_layers("alexnet", batch).items():
+        m = model_layer(arch, layer, io_bits_per_cycle=io)
+        mp = m.mapping
+        steps = plan_layer(arch, layer, mp).steps
+        pe = next(args for op, _, args in steps if op == Op.LAYER)["pe"]
+        per_pass = pe["p"] * pe["q"] * pe["S"] * pe["F"] * pe["n_rows"]
+        mac_floor = per_pass * sum(1 for op, _, _ in steps if op == Op.PASS)
+        beats = m.accesses["dram_read_words"] + m.accesses["dram_write_words"]
+        link_floor = beats * arch.dram_width / io
+        rows.append({"layer": name, "macs_M": layer.macs / 1e6, "cycles_M": m.cycles / 1e6,
+                     "active_pes": mp.active_pes, "mac_floor_M": mac_floor / 1e6,
+                     "link_floor_M": link_floor / 1e6,
+                     "bound_M": max(mac_floor, link_floor) / 1e6, "mapping": {k: getattr(mp, k)
+                                                                   for k in "nepqrtm"}})
+    return rows
+
+
+def bounds_markdown(by_preset, batch, io):
+    lines = [f"AlexNet CONV1-5, batch {batch}, link {io} bits/cycle: the model's cycles beside "
+             "two floors. *Pass MACs*: every pass's MACs back to back at the full rate of its "
+             "active PEs (no filter fill, no waits between passes). *Link*: the layer's DRAM "
+             "beats at the link's rate. *Bound*: the larger of the two, per layer. Utilisation is "
+             "MACs / (168 x cycles) at each.", "",
+             "| preset | layer | cycles M (util.) | pass-MAC floor M (util.) | link floor M "
+             "(util.) | bound M (util.) | active PEs (ceiling) | n e p q r t m |",
+             "|" + "---|" * 8]
+    for preset, rows in by_preset.items():
+        for r in rows + [_total(rows)]:
+            u = lambda c: r["macs_M"] / (168 * c)     # noqa: E731
+            mp = r.get("mapping")
+            lines.append(
+                f"| {preset} | {r['layer']} | {r['cycles_M']:.2f} ({u(r['cycles_M']):.1%}) | "
+                f"{r['mac_floor_M']:.2f} ({u(r['mac_floor_M']):.1%}) | "
+                f"{r['link_floor_M']:.2f} ({u(r['link_floor_M']):.1%}) | "
+                f"{r['bound_M']:.2f} ({u(r['bound_M']):.1%}) | "
+                + (f"{r['active_pes']} ({r['active_pes'] / 168:.1%}) | "
+                   f"{' '.join(str(mp[k]) for k in 'nepqrtm')} |" if mp else "| |"))
+    return "\n".join(lines) + "\n"
+
+
+def _total(rows):
+    return {"layer": "total", **{k: sum(r[k] for r in rows)
+                                 for k in ("macs_M", "cycles_M", "mac_floor_M", "link_floor_M",
+                                           "bound_M")}}
+
+
+def versus_rtl(results_dirs):
     """The model with the mapping of each recorded RTL run, against that run."""
     rows = []
-    for path in sorted(Path(results_dir).glob("*.json")):
+    paths = [p for d in results_dirs for p in sorted(Path(d).glob("*.json"))]
+    for path in paths:
         data = json.loads(path.read_text())
         batch, io = data["summary"]["batch"], data["summary"]["io_bits_per_cycle"]
+        # runs from before --preset was recorded are of the eyeriss preset
+        preset = data["summary"].get("preset", "eyeriss")
+        arch = load_arch(preset, overrides=data["summary"].get("overrides", []))
         layers = network_layers("alexnet", batch)
         for run in data["layers"]:
             layer = layers[run["layer"]]
@@ -95,7 +155,8 @@ def versus_rtl(arch, results_dir):
             m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             a = m.accesses
             rows.append({
-                "run": path.name, "layer": run["layer"], "batch": batch,
+                "run": f"{path.parent.name}/{path.name}", "preset": preset, "layer": run["layer"],
+                "batch": batch,
                 "rtl_cycles_M": run["cycles_M"], "model_cycles_M": m.cycles / 1e6,
                 "cycle_error": m.cycles / 1e6 / run["cycles_M"] - 1,
                 "rtl_dram_MB": run["dram_MB"],
@@ -109,34 +170,37 @@ def versus_rtl(arch, results_dir):
 
 
 def markdown(chip_rows, rtl_rows, batch, io, timings):
-    lines = [f"AlexNet CONV1-5, batch {batch}, link {io} bits/cycle, eyeriss preset: the model "
+    """``chip_rows``: preset -> rows of :func:`versus_chip`."""
+    lines = [f"AlexNet CONV1-5, batch {batch}, link {io} bits/cycle: the model "
              f"(rowstat.sim.model) against the chip (JSSC 2017, batch 4 figures scaled by "
              f"batch/4).", "",
-             "| layer | cycles M (chip) | util. (chip) | active PEs (chip) | DRAM MB (chip) | "
-             "GLB MB, +filters (chip) | n e p q r t m (chip) |", "|" + "---|" * 7]
-    for r in chip_rows:
-        mp, cm = r["mapping"], r["chip_mapping"]
-        lines.append(
-            f"| {r['layer']} | {r['cycles_M']:.2f} ({r['chip_cycles_M']:.2f}) | "
-            f"{r['pe_utilization']:.1%} ({r['chip_utilization']:.1%}) | {r['active_pes']} "
-            f"({r['chip_active_pes']}) | {r['dram_MB']:.2f} ({r['chip_dram_MB']:.2f}) | "
-            f"{r['glb_MB']:.1f}, {r['glb_with_filters_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
-            f"{' '.join(str(mp[k]) for k in 'nepqrtm')} "
-            f"({' '.join(str(cm[k]) for k in 'nepqrtm')}) |")
-    tot = {k: sum(r[k] for r in chip_rows) for k in ("cycles_M", "chip_cycles_M", "dram_MB",
-                                                      "chip_dram_MB", "glb_MB", "chip_glb_MB",
-                                                      "macs_M")}
-    lines.append(f"| total | {tot['cycles_M']:.2f} ({tot['chip_cycles_M']:.2f}) | "
-                 f"{tot['macs_M'] / (168 * tot['cycles_M']):.1%} (69%) | | "
-                 f"{tot['dram_MB']:.2f} ({tot['chip_dram_MB']:.2f}) | {tot['glb_MB']:.1f} "
-                 f"({tot['chip_glb_MB']:.1f}) | |")
+             "| preset | layer | cycles M (chip) | util. (chip) | active PEs (chip) | "
+             "DRAM MB (chip) | GLB MB, +filters (chip) | n e p q r t m (chip) |",
+             "|" + "---|" * 8]
+    for preset, rows in chip_rows.items():
+        for r in rows:
+            mp, cm = r["mapping"], r["chip_mapping"]
+            lines.append(
+                f"| {preset} | {r['layer']} | {r['cycles_M']:.2f} ({r['chip_cycles_M']:.2f}) | "
+                f"{r['pe_utilization']:.1%} ({r['chip_utilization']:.1%}) | {r['active_pes']} "
+                f"({r['chip_active_pes']}) | {r['dram_MB']:.2f} ({r['chip_dram_MB']:.2f}) | "
+                f"{r['glb_MB']:.1f}, {r['glb_with_filters_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
+                f"{' '.join(str(mp[k]) for k in 'nepqrtm')} "
+                f"({' '.join(str(cm[k]) for k in 'nepqrtm')}) |")
+        tot = {k: sum(r[k] for r in rows) for k in ("cycles_M", "chip_cycles_M", "dram_MB",
+                                                    "chip_dram_MB", "glb_MB", "chip_glb_MB",
+                                                    "macs_M")}
+        lines.append(f"| {preset} | total | {tot['cycles_M']:.2f} ({tot['chip_cycles_M']:.2f}) | "
+                     f"{tot['macs_M'] / (168 * tot['cycles_M']):.1%} (69%) | | "
+                     f"{tot['dram_MB']:.2f} ({tot['chip_dram_MB']:.2f}) | {tot['glb_MB']:.1f} "
+                     f"({tot['chip_glb_MB']:.1f}) | |")
     if rtl_rows:
         lines += ["", "The model with the mapping of a recorded RTL run (benchmarks/alexnet.py), "
                   "against that run:", "",
-                  "| run | layer | cycles M RTL / model (error) | DRAM MB RTL / model | "
+                  "| run (preset) | layer | cycles M RTL / model (error) | DRAM MB RTL / model | "
                   "GLB MB RTL / model | passes RTL / model |", "|" + "---|" * 6]
         for r in rtl_rows:
-            lines.append(f"| {r['run']} | {r['layer']} | {r['rtl_cycles_M']:.3f} / "
+            lines.append(f"| {r['run']} ({r['preset']}) | {r['layer']} | {r['rtl_cycles_M']:.3f} / "
                          f"{r['model_cycles_M']:.3f} ({r['cycle_error']:+.1%}) | "
                          f"{r['rtl_dram_MB']:.6f} / {r['model_dram_MB']:.6f} | "
                          f"{r['rtl_glb_MB']:.6f} / {r['model_glb_MB']:.6f} | "
@@ -154,21 +218,35 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--io-bits-per-cycle", type=float, default=19.2)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--rtl-results", default="benchmarks/results/alexnet")
+    parser.add_argument("--presets", default="eyeriss,eyeriss_wide",
+                        help="comma-separated presets (12 x 14) to set beside the chip")
+    parser.add_argument("--rtl-results", default="benchmarks/results/alexnet,"
+                        "benchmarks/results/alexnet_wide",
+                        help="comma-separated folders of benchmarks/alexnet.py runs")
     parser.add_argument("--out", default="benchmarks/results/model")
     args = parser.parse_args(argv)
     arch = PRESETS["eyeriss"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings = timing(arch, args.repeat, 1)
-    chip_rows = versus_chip(arch, args.batch, args.io_bits_per_cycle)
-    rtl_rows = versus_rtl(arch, args.rtl_results)
+    presets = args.presets.split(",")
+    chip_rows = {name: versus_chip(PRESETS[name], args.batch, args.io_bits_per_cycle)
+                 for name in presets}
+    rtl_rows = versus_rtl([d for d in args.rtl_results.split(",") if Path(d).is_dir()])
     (out / "timing.json").write_text(json.dumps(timings, indent=2) + "\n")
     (out / "alexnet_vs_chip.json").write_text(json.dumps(
-        {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle, "layers": chip_rows,
-         "rtl": rtl_rows}, indent=2) + "\n")
+        {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
+         "presets": chip_rows, "rtl": rtl_rows}, indent=2) + "\n")
     text = markdown(chip_rows, rtl_rows, args.batch, args.io_bits_per_cycle, timings)
     (out / "alexnet_vs_chip.md").write_text(text)
+    print(text)
+    by_preset = {name: bounds(PRESETS[name], args.batch, args.io_bits_per_cycle)
+                 for name in presets}
+    (out / "alexnet_bounds.json").write_text(json.dumps(
+        {"batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
+         "presets": by_preset}, indent=2) + "\n")
+    text = bounds_markdown(by_preset, args.batch, args.io_bits_per_cycle)
+    (out / "alexnet_bounds.md").write_text(text)
     print(text)
     return 0
 

@@ -192,6 +192,14 @@ PRESETS = {
         filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,
         glb_banks=25, glb_bank_depth=256, glb_width=128, glb_filter_banks=2,
         dram_width=128, filter_bus_width=64, ifmap_bus_width=16, psum_bus_width=128),
+    # The chip with wider GINs, to beat it: the ifmap GIN carries 4 activations per beat (the
+    # chip's 16-bit GIN paces CONV1's passes) and the filter GIN 8 weights (the filter fill
+    # at the start of each pass is half as long). Everything else is the eyeriss preset.
+    "eyeriss_wide": ArchConfig(
+        rows=12, cols=14, act_width=16, weight_width=16, psum_width=32,
+        filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,
+        glb_banks=25, glb_bank_depth=256, glb_width=128, glb_filter_banks=2,
+        dram_width=128, filter_bus_width=128, ifmap_bus_width=64, psum_bus_width=128),
     # Small enough for fast tests: 3 x 4 PEs, 8-bit data.
     "tiny": ArchConfig(
         rows=3, cols=4, act_width=8, weight_width=8, psum_width=24,
@@ -224,6 +232,7 @@ PRESETS = {
 
 PRESET_NOTES = {
     "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
+    "eyeriss_wide": "eyeriss with 64-bit ifmap and 128-bit filter GINs (4 and 8 words a beat)",
     "tiny": "3x4 PEs, 8-bit: for fast tests",
     "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K "
               "(does not fit yet: about 6,500 of 5,280 logic cells)"),

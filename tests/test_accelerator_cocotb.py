@@ -14,6 +14,10 @@ from rowstat.gen.program import COUNTERS
 from rowstat.sim.golden import golden_layer
 
 ODD = PRESETS["tiny"].replace(rows=5, cols=7)
+#: The eyeriss_wide preset's bus ratios on the tiny array: 8 activations per ifmap beat, 16
+#: weights per filter beat, GLB words of 128 bits.
+WIDE = PRESETS["tiny"].replace(glb_width=128, dram_width=128, filter_bus_width=128,
+                               ifmap_bus_width=64, psum_bus_width=96)
 
 
 def random_layer(arch, rng):
@@ -77,6 +81,17 @@ def test_accelerator_random_layers_ice40(seed):
     # The board preset: 3 x 1 PEs, 4-bit data, one 16-bit GLB word per 32-bit beat.
     arch = PRESETS["ice40"]
     check(arch, random_layer(arch, np.random.default_rng(3000 + seed)), seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_accelerator_random_layers_wide_buses(seed):
+    check(WIDE, random_layer(WIDE, np.random.default_rng(4000 + seed)), seed)
+
+
+def test_accelerator_wide_buses_many_words_per_beat():
+    # Rows of 17 activations: beats with 8 words, the last of each row partly filled.
+    layer = LayerSpec(N=1, C=5, H=11, W=15, M=7, R=3, S=3, padding=1, relu=True, shift=4)
+    check(WIDE, layer, 5)
 
 
 @pytest.mark.parametrize("seed", range(4))
