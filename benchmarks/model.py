@@ -120,13 +120,11 @@ def bounds_markdown(by_preset, batch, io):
              "|" + "---|" * 8]
     for preset, rows in by_preset.items():
         for r in rows + [_total(rows)]:
-            u = lambda c: r["macs_M"] / (168 * c)     # noqa: E731
+            cells = [f"{r[k]:.2f} ({r['macs_M'] / (168 * r[k]):.1%})"
+                     for k in ("cycles_M", "mac_floor_M", "link_floor_M", "bound_M")]
             mp = r.get("mapping")
             lines.append(
-                f"| {preset} | {r['layer']} | {r['cycles_M']:.2f} ({u(r['cycles_M']):.1%}) | "
-                f"{r['mac_floor_M']:.2f} ({u(r['mac_floor_M']):.1%}) | "
-                f"{r['link_floor_M']:.2f} ({u(r['link_floor_M']):.1%}) | "
-                f"{r['bound_M']:.2f} ({u(r['bound_M']):.1%}) | "
+                f"| {preset} | {r['layer']} | {' | '.join(cells)} | "
                 + (f"{r['active_pes']} ({r['active_pes'] / 168:.1%}) | "
                    f"{' '.join(str(mp[k]) for k in 'nepqrtm')} |" if mp else "| |"))
     return "\n".join(lines) + "\n"
