@@ -90,12 +90,41 @@ def build_plan(board_name, arch, freq=None, baud=DEFAULT_BAUD, fifo_depth=512):
     top = BoardTop(arch, clock_mhz * 1e6, baud, fifo_depth=fifo_depth, pll=pll)
     platform.add_file("rowstat_pe_sites.v", top.core.verilog_submodules())
     synth_opts = "-dsp" if board.family == "ice40" else ""
+    script_after_synth = "tee -q -o stat.json stat -json"
+    if board.family == "ice40":
+        # An Amaranth read port that is not transparent returns the old word when its address
+        # is written in the same cycle; the iCE40 block RAM does not promise that, so yosys
+        # adds a bypass of its own: about 37 flip-flops and 20 LUTs per memory, most of them
+        # flip-flops that pair with no LUT. No memory of the design reads a word in the cycle
+        # it is written (FIFOs read only what they hold, spads and the GLB only what was
+        # written before), so let such collisions read anything: synth_ice40 stops after its
+        # coarse stage, memories with one clocked read port that is not transparent (all
+        # block RAMs but the psum spads and the counter RAM, which keep their bypass) are
+        # marked, and synth_ice40 goes on from the RAM mapping.
+        synth_opts = "-dsp -run :map_ram"
+        script_after_synth = "\n".join([
+            "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 r:RD_TRANSPARENCY_MASK=1'0 %i "
+            "r:RD_CLK_ENABLE=1'1 %i",
+            "synth_ice40 -dsp -top top -run map_ram:",
+            script_after_synth,
+        ])
+    # synth_ice40 gives a multiply a DSP only if its product has 11 bits or more, so the PEs'
+    # 4 x 4-bit MACs and the streamers' 9 x 5-bit ones took LUTs (about 40 each) while most
+    # of the UP5K's DSPs sat idle. Map every multiply of two operands of 4 bits or more to a
+    # DSP first (8 of 8 on the ice40 preset); narrower ones are left to synth_ice40.
+    script_after_read = "\n".join([
+        "wreduce t:$mul",
+        "techmap -map +/mul2dsp.v -map +/ice40/dsp_map.v -D DSP_A_MAXWIDTH=16 "
+        "-D DSP_B_MAXWIDTH=16 -D DSP_A_MINWIDTH=4 -D DSP_B_MINWIDTH=4 -D DSP_Y_MINWIDTH=8 "
+        "-D DSP_NAME=$__MUL16X16 t:$mul",
+        "chtype -set $mul t:$__soft_mul",
+    ]) if board.family == "ice40" else ""
     # router2: router1 needs hours for the 5 x 5 ecp5 preset in WebAssembly (over 40 minutes
     # for a third of its 262k arcs).
     nextpnr_opts = "--router router2" if board.family == "ecp5" else ""
     plan = platform.build(top, name="top", do_build=False, synth_opts=synth_opts,
-                          nextpnr_opts=nextpnr_opts,
-                          script_after_synth="tee -q -o stat.json stat -json")
+                          nextpnr_opts=nextpnr_opts, script_after_read=script_after_read,
+                          script_after_synth=script_after_synth)
     return plan, board, top
 
 

@@ -185,18 +185,28 @@ class HostLink(wiring.Component):
                         m.next = "PAYLOAD"
 
         # --- message sender ------------------------------------------------------------------
-        msg = Signal(8 * (1 + max(nbytes, P.INFO_BYTES)))
+        # ACK and O messages shift out of `msg`; the INFO message, constants but for the error
+        # count, is picked byte by byte (a shift register as long as it took an iCE40 logic
+        # cell per bit).
+        msg = Signal(8 * (1 + nbytes))
         left = Signal(range(2 + max(nbytes, P.INFO_BYTES)))
-        info = Cat(C(P.VERSION, 8), C(self._width, 16), C(self._depth, 16), C(P.ACK_CHUNK, 8),
-                   self.errors, C(int.from_bytes(self._key, "little"), 64))
-        m.d.comb += [utx.i.payload.eq(msg[:8]), utx.i.valid.eq(left != 0)]
+        info_mode = Signal()
+        info_errors = Signal(8)         # the error count when the INFO was taken
+        info = Cat(C(P.TAG_INFO, 8), C(P.VERSION, 8), C(self._width, 16), C(self._depth, 16),
+                   C(P.ACK_CHUNK, 8), info_errors, C(int.from_bytes(self._key, "little"), 64))
+        info_byte = Array(info.word_select(k, 8) for k in range(1 + P.INFO_BYTES))[
+            1 + P.INFO_BYTES - left]
+        m.d.comb += [utx.i.payload.eq(Mux(info_mode, info_byte, msg[:8])),
+                     utx.i.valid.eq(left != 0)]
         with m.If(left == 0):
+            m.d.sync += info_mode.eq(0)
             with m.If(acks != 0):
                 m.d.comb += ack_sent.eq(1)
                 m.d.sync += [msg.eq(P.TAG_ACK), left.eq(1)]
             with m.Elif(info_req):
                 m.d.comb += info_taken.eq(1)
-                m.d.sync += [msg.eq(Cat(C(P.TAG_INFO, 8), info)), left.eq(1 + P.INFO_BYTES)]
+                m.d.sync += [info_mode.eq(1), info_errors.eq(self.errors),
+                             left.eq(1 + P.INFO_BYTES)]
             with m.Elif(self.out.valid):
                 m.d.comb += self.out.ready.eq(1)
                 m.d.sync += [msg.eq(Cat(C(P.TAG_OUT, 8), self.out.payload)), left.eq(1 + nbytes)]

@@ -160,8 +160,12 @@ class ArchConfig:
 
     @property
     def bias_depth(self):
-        """Entries of the bias table: the filters of one m block."""
-        return 1024
+        """Entries of the bias table: the filters of one m block, at most 1024, and no more
+        than the psum space holds psums (an m block keeps at least one psum per filter there;
+        the psum space is at most ``glb_banks - 1`` banks, as the ifmaps take one or more):
+        256 on the ``ice40`` preset, one block RAM rather than three."""
+        return min(1024, max(1, self.glb_banks - 1) * self.glb_bank_depth
+                   * (self.psum_bus_width // self.psum_width))
 
     @property
     def glb_bytes(self):
@@ -207,17 +211,16 @@ PRESETS = {
         glb_banks=4, glb_bank_depth=256, glb_width=48, glb_filter_banks=1,
         dram_width=48, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
     # The iCEBreaker's iCE40UP5K (5280 logic cells, 30 x 4 Kib EBR, 8 DSP): 3 x 1 PEs (R <= 3)
-    # with 4-bit data and a 1.5 KiB GLB. Measured: it does not fit yet (README "Boards"):
-    # 4,642 LUT4 and 3,050 FF, but nextpnr needs 6,545 logic cells, as 1,637 flip-flops
-    # cannot pair with a LUT (small FIFOs, spads and registers loaded from a bus); all 30
-    # block RAMs are used (with 16-bit beats). Beats are 32 bits (an output header needs them;
-    # 31 block RAMs then) and carry one 16-bit GLB word in: 128 x 32-bit banks would take two
-    # 256 x 16 block RAMs each. 32-bit counters wrap after about 6 minutes at 12 MHz.
+    # with 4-bit data and a 1.5 KiB GLB. Measured (README "Boards"): 4,919 logic cells (93%),
+    # all 30 block RAMs and 8 DSPs; Fmax about 24 MHz. Beats are 32 bits (an output header
+    # needs them) and carry one 16-bit GLB word in: 128 x 32-bit banks would take two 256 x 16
+    # block RAMs each. GIN beats of 2 weights and 1 activation keep the PE sites' FIFOs and
+    # buses narrow. 32-bit counters wrap after about 6 minutes at 12 MHz.
     "ice40": ArchConfig(
         rows=3, cols=1, act_width=4, weight_width=4, psum_width=12,
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
         glb_banks=2, glb_bank_depth=256, glb_width=16, glb_filter_banks=1,
-        dram_width=32, filter_bus_width=16, ifmap_bus_width=8, psum_bus_width=12,
+        dram_width=32, filter_bus_width=8, ifmap_bus_width=4, psum_bus_width=12,
         counter_width=32),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
     # widths, spads and GLB bytes on 5 x 5 PEs, with the chip's 64-bit banks and psum path (half
@@ -234,8 +237,8 @@ PRESET_NOTES = {
     "eyeriss": "Eyeriss v1: 12x14 PEs, 16-bit, 108 KiB GLB (100 KiB ifmap/psum + 8 KiB filter)",
     "eyeriss_wide": "eyeriss with 64-bit ifmap and 128-bit filter GINs (4 and 8 words a beat)",
     "tiny": "3x4 PEs, 8-bit: for fast tests",
-    "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: aimed at the iCEBreaker's iCE40UP5K "
-              "(does not fit yet: about 6,500 of 5,280 logic cells)"),
+    "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: fits the iCEBreaker's iCE40UP5K "
+              "(about 4,900 of 5,280 logic cells)"),
     "ecp5": "5x5 PEs, 16-bit, Eyeriss spads and 108 KiB GLB: the ECP5-85F (ULX3S, OrangeCrab)",
 }
 

@@ -318,7 +318,8 @@ def _check_layer(arch, layer):
     if layer.F > f_max:
         # The field is narrower than 12 bits when the GLB could not hold a longer row anyway.
         why = "" if f_max >= (1 << 12) - 1 else (
-            f": a row must fit the GLB's ifmap space of glb_banks={arch.glb_banks} x "
+            f": a row must fit the GLB's ifmap space, at most {max(1, arch.glb_banks - 1)} of "
+            f"glb_banks={arch.glb_banks} banks (the psums take one) of "
             f"glb_bank_depth={arch.glb_bank_depth} words, {pe_stream_limit(arch)} ifmaps")
         raise MappingError(f"F={layer.F} exceeds the PE's ofmap row width field "
                            f"(at most {f_max}{why})")

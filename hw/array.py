@@ -11,7 +11,9 @@ Data paths (REFERENCE.md, "Network-on-chip")::
                  +-> WordsToBeat -> GON2D (per-row arbiter, then across rows) -> psum_out
 
 A :class:`MulticastBus` plus the FIFOs in the sites is a :class:`~rowstat.hw.noc.MulticastGIN`
-(same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs.
+(same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs. Where a
+beat holds one word, the site has no BeatToWords or WordsToBeat: the FIFO's head (in) and the
+PE's output FIFO (out) already are registers.
 
 **Packets.** Every GIN packet is ``packet_layout(row tag, col tag, beat)`` with tags as in
 :mod:`rowstat.gen.placement`; a beat (:func:`rowstat.hw.noc.beat_layout`) carries as many words
@@ -56,10 +58,11 @@ import hashlib
 from amaranth import *
 from amaranth.hdl import Const, Value
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..gen.program import pack
+
+from .fifo import small_fifo
 
 from .noc import (GON2D, BeatToWords, MulticastBus, WordsToBeat, beat_layout,
                   gon2d_packet_layout, packet_layout)
@@ -400,14 +403,25 @@ class PESite(wiring.Component):
         for kind, layout, word in (("filt", filter_beat_layout(arch), signed(arch.weight_width)),
                                    ("ifmap", ifmap_beat_layout(arch), signed(arch.act_width)),
                                    ("psum", psum_beat_layout(arch), signed(arch.psum_width))):
-            fifo = SyncFIFO(width=layout.size, depth=self._fifo_depth)
-            adapter = BeatToWords(word, layout["words"].shape.length)
+            fifo = small_fifo(layout.size, self._fifo_depth)
             m.submodules[f"{kind}_fifo"] = fifo
-            m.submodules[f"{kind}_words"] = adapter
             m.d.comb += [
                 fifo.w_en.eq(getattr(self, f"{kind}_write")),
                 fifo.w_data.eq(getattr(self, f"{kind}_data")),
                 getattr(self, f"{kind}_room").eq(fifo.w_rdy),
+            ]
+            if layout["words"].shape.length == 1:
+                # One word per beat: the FIFO's head is the word, no adapter register needed.
+                words[kind] = stream.Signature(word).create(path=(f"{kind}_word",))
+                m.d.comb += [
+                    words[kind].valid.eq(fifo.r_rdy),
+                    words[kind].payload.eq(data.View(layout, fifo.r_data).words[0]),
+                    fifo.r_en.eq(words[kind].ready),
+                ]
+                continue
+            adapter = BeatToWords(word, layout["words"].shape.length)
+            m.submodules[f"{kind}_words"] = adapter
+            m.d.comb += [
                 adapter.i.valid.eq(fifo.r_rdy),
                 adapter.i.payload.eq(fifo.r_data),
                 fifo.r_en.eq(adapter.i.ready),
@@ -430,21 +444,35 @@ class PESite(wiring.Component):
         ]
 
         # Output psums: up to the site above, or packed into beats for the GON.
-        m.submodules.psum_beats = packer = WordsToBeat(signed(arch.psum_width),
-                                                      psum_beat_layout(arch)["words"].shape.length)
         to_gon = Signal()
+        gon_beat = psum_beat_layout(arch)
+        if gon_beat["words"].shape.length == 1:
+            # One psum per beat: the PE's output FIFO already drives the GON from registers
+            # (its head and level), so the beat needs no packer register of its own.
+            packer = stream.Signature(gon_beat).create(path=("psum_beat",))
+            m.d.comb += [packer.payload.words[0].eq(pe.psum_out.payload),
+                         packer.payload.last.eq(0),
+                         packer.valid.eq(to_gon & pe.psum_out.valid),
+                         self.busy.eq(pe.busy)]
+            packer_i_ready = packer.ready
+            packer_o = packer
+        else:
+            m.submodules.psum_beats = packer = WordsToBeat(
+                signed(arch.psum_width), gon_beat["words"].shape.length)
+            m.d.comb += [packer.i.valid.eq(to_gon & pe.psum_out.valid),
+                         packer.i.payload.eq(pe.psum_out.payload),
+                         packer.flush.eq(~pe.busy),
+                         self.busy.eq(pe.busy | packer.busy)]
+            packer_i_ready = packer.i.ready
+            packer_o = packer.o
         m.d.comb += [
             to_gon.eq(site.psum_to == PsumTo.GON),
             self.up.valid.eq(~to_gon & pe.psum_out.valid),
             self.up.payload.eq(pe.psum_out.payload),
-            packer.i.valid.eq(to_gon & pe.psum_out.valid),
-            packer.i.payload.eq(pe.psum_out.payload),
-            pe.psum_out.ready.eq(Mux(to_gon, packer.i.ready, self.up.ready)),
-            packer.flush.eq(~pe.busy),
-            self.gon.valid.eq(packer.o.valid),
-            self.gon.payload.eq(packer.o.payload),
-            packer.o.ready.eq(self.gon.ready),
-            self.busy.eq(pe.busy | packer.busy),
+            pe.psum_out.ready.eq(Mux(to_gon, packer_i_ready, self.up.ready)),
+            self.gon.valid.eq(packer_o.valid),
+            self.gon.payload.eq(packer_o.payload),
+            packer_o.ready.eq(self.gon.ready),
             self.pe_busy.eq(pe.busy),
             self.mac.eq(pe.mac),
             self.skip.eq(pe.skip),
@@ -478,7 +506,6 @@ class PEArray(wiring.Component):
         and a Verilator build of half an hour; one shared module keeps both small. The Amaranth
         simulator cannot run such instances: use False there (the sites are then ordinary
         submodules; the same PESite code either way).
-
     Attributes
     ----------
     ids : In(stream.Signature(id_chain_layout(arch)))
@@ -635,9 +662,12 @@ class PEArray(wiring.Component):
         cfg_r = Signal(pe_port_layout(arch))
         m.d.comb += accept.eq(self.start & ~self.busy)
         m.d.sync += start_r.eq(accept)
+        row_words = Signal.like(cfg_r.row_words)     # one multiplier for it and its last
+        m.d.comb += row_words.eq(pe_products(self.cfg)["row_words"])
         with m.If(accept):
             m.d.sync += cfg_r.as_value()[:len(self.cfg.as_value())].eq(self.cfg)
-            m.d.sync += [cfg_r[name].eq(v) for name, v in pe_products(self.cfg).items()]
+            m.d.sync += [cfg_r[name].eq(v)
+                         for name, v in pe_products(self.cfg, row_words).items()]
         for r in range(rows):
             for c in range(cols):
                 m.d.comb += [sites[r][c].cfg.eq(cfg_r), sites[r][c].start.eq(start_r)]

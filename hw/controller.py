@@ -11,9 +11,14 @@ The performance counters live in a block RAM, not in flip-flops: a counter in lo
 adder per counter plus a wide mux for the dump, which on an iCE40 took most of the
 controller. Each counter has a small pre-counter that takes its increments every cycle; a
 scanner visits one counter per cycle, adds its pre-counter to the RAM word and restarts the
-pre-counter. A dumped value is the RAM word plus the pre-counter, so it is the live total, as
-if the counter were a register. Clearing marks every RAM word as zero (``cleared``) until the
-scanner next writes it.
+pre-counter. A dumped value is what the scanner writes back (the RAM word plus the
+pre-counter), so it is the live total, as if the counter were a register: a COUNTERS dump
+sends a counter's beat in a cycle in which the scanner visits it. The scanner jumps to the
+first counter as the dump's header leaves, so with the output always ready the counters follow
+it one per cycle; a beat held back waits for the scanner to come round again (at most N
+cycles). One read port, so the RAM is as narrow as a counter (two iCE40 block RAMs of 32-bit
+counters, not four). Clearing marks every RAM word as zero (``cleared``) until the scanner next
+writes it.
 """
 
 from amaranth import *
@@ -112,7 +117,10 @@ class Controller(wiring.Component):
         # --- counters (module docstring) ------------------------------------------------------
         CW = arch.counter_width
         N = len(COUNTERS)
-        m.d.comb += self.busy.eq((state != _State.HEADER) | ~all_idle)
+        dump_valid = Signal()                   # the dump's output register holds a beat
+        dump_data = Signal(arch.dram_width)
+        dump_free = Signal()                    # the output register takes a beat this cycle
+        m.d.comb += self.busy.eq((state != _State.HEADER) | ~all_idle | dump_valid)
         tick = self.array_tick
         pes = arch.pes
         incs = {
@@ -126,11 +134,12 @@ class Controller(wiring.Component):
             "words_in": self.words_in, "words_out": self.words_out,
             "passes": pass_done,
         }
-        # A pre-counter takes at most N cycles of increments between two visits.
+        # A pre-counter takes at most 2 N cycles of increments between two visits (N, or up
+        # to 2 N around the jump at a dump's header).
         max_inc = {name: pes for name in ("macs", "macs_skipped_zero", "pe_busy_cycles",
                                           "pe_idle_cycles", "stall_cycles")}
         max_inc |= {"glb_reads": 3, "glb_writes": 3}
-        pre = [Signal(range(N * max_inc.get(name, 1) + 1), name=f"pre_{name}")
+        pre = [Signal(range(2 * N * max_inc.get(name, 1) + 1), name=f"pre_{name}")
                for name in COUNTERS]
         # All set at reset too: a reset (the board's RESET) does not clear the RAM itself.
         cleared = Signal(N, init=(1 << N) - 1)
@@ -138,17 +147,21 @@ class Controller(wiring.Component):
             shape=CW, depth=N, init=[], attrs={"ram_style": "block"})
         wr = ram.write_port()
         scan_rd = ram.read_port(transparent_for=(wr,))
-        dump_rd = ram.read_port(transparent_for=(wr,))
-        scan = Signal(range(N))           # read this cycle
+        scan = Signal(range(N))           # read this cycle, unless the scanner jumps
+        scan_rd_addr = Signal(range(N))   # read this cycle
         scan_wr = Signal(range(N))        # written this cycle (read in the last one)
         scan_on = Signal()                # scan_wr is valid (not the first cycle after reset)
-        m.d.sync += [scan.eq(Mux(scan == N - 1, 0, scan + 1)), scan_wr.eq(scan),
-                     scan_on.eq(1)]
+        scan_jump = Signal()              # read counter 0 now (a dump's header leaves)
+        m.d.comb += scan_rd_addr.eq(Mux(scan_jump, 0, scan))
+        m.d.sync += [scan.eq(Mux(scan_rd_addr == N - 1, 0, scan_rd_addr + 1)),
+                     scan_wr.eq(scan_rd_addr), scan_on.eq(1)]
         pre_w = Array(pre)[scan_wr]
+        total = Signal(CW)                # the live total of counter scan_wr
         m.d.comb += [
-            scan_rd.addr.eq(scan),
+            scan_rd.addr.eq(scan_rd_addr),
             wr.addr.eq(scan_wr),
-            wr.data.eq(Mux(cleared.bit_select(scan_wr, 1), 0, scan_rd.data) + pre_w),
+            total.eq(Mux(cleared.bit_select(scan_wr, 1), 0, scan_rd.data) + pre_w),
+            wr.data.eq(total),
             wr.en.eq(scan_on),
         ]
         clear_all = Signal()
@@ -185,10 +198,11 @@ class Controller(wiring.Component):
         beats_per = counter_beats(arch)
         dump_ctr = Signal(range(N + 1))         # counter of the current beat
         dump_part = Signal(range(beats_per))    # its beat
-        ctr_next = Signal.like(dump_ctr)        # dump_ctr in the next cycle: the RAM reads ahead
-        m.d.sync += dump_ctr.eq(ctr_next)
-        m.d.comb += dump_rd.addr.eq(ctr_next)
         m.d.comb += self.cmd.ready.eq((state == _State.HEADER) | (state == _State.ARGS))
+        m.d.comb += [self.dump.valid.eq(dump_valid), self.dump.payload.eq(dump_data),
+                     dump_free.eq(~dump_valid | self.dump.ready)]
+        with m.If(self.dump.ready):
+            m.d.sync += dump_valid.eq(0)
 
         with m.Switch(state):
             with m.Case(_State.HEADER):
@@ -233,31 +247,29 @@ class Controller(wiring.Component):
                     with m.Case(Op.COUNTERS):
                         with m.If(all_idle):
                             m.d.sync += [state.eq(_State.DUMP), dump_index.eq(0),
-                                         dump_part.eq(0)]
+                                         dump_part.eq(0), dump_ctr.eq(0)]
                     with m.Default():
                         m.d.sync += state.eq(_State.HEADER)      # unknown opcodes are skipped
             with m.Case(_State.DUMP):
-                # Header, then each counter in beats_per beats, least significant first.
+                # Header, then each counter in beats_per beats, least significant first, each
+                # beat in a cycle in which the scanner visits its counter. A beat goes through
+                # an output register (the counter adder is a long path on an iCE40).
                 slot_bits = beats_per * arch.dram_width
-                value = (Mux(cleared.bit_select(dump_ctr, 1), 0, dump_rd.data)
-                         + Array(pre)[dump_ctr])[:CW]
-                word = Cat(value, C(0, slot_bits - CW)).word_select(dump_part, arch.dram_width)
-                total = len(COUNTERS) * beats_per
-                m.d.comb += [
-                    self.dump.valid.eq(1),
-                    self.dump.payload.eq(Mux(dump_index == 0,
-                                             header_beat(BlockKind.COUNTERS, total), word)),
-                    ctr_next.eq(dump_ctr),
-                ]
-                with m.If(self.dump.ready):
+                word = Cat(total, C(0, slot_bits - CW)).word_select(dump_part, arch.dram_width)
+                n_beats = len(COUNTERS) * beats_per
+                header = dump_index == 0
+                beat_valid = header | (scan_on & (scan_wr == dump_ctr))
+                m.d.comb += scan_jump.eq(header & dump_free)
+                with m.If(beat_valid & dump_free):
+                    m.d.sync += [dump_valid.eq(1), dump_data.eq(
+                        Mux(header, header_beat(BlockKind.COUNTERS, n_beats), word))]
                     m.d.sync += dump_index.eq(dump_index + 1)
-                    with m.If(dump_index != 0):
+                    with m.If(~header):
                         with m.If(dump_part == beats_per - 1):
-                            m.d.sync += dump_part.eq(0)
-                            m.d.comb += ctr_next.eq(dump_ctr + 1)
+                            m.d.sync += [dump_part.eq(0), dump_ctr.eq(dump_ctr + 1)]
                         with m.Else():
                             m.d.sync += dump_part.eq(dump_part + 1)
-                    with m.If(dump_index == total):
+                    with m.If(dump_index == n_beats):
                         m.d.sync += state.eq(_State.HEADER)
                         with m.If(view[Op.COUNTERS].clear):
                             m.d.comb += clear_all.eq(1)

@@ -92,7 +92,12 @@ class Drain(wiring.Component):
         tc_p = Signal(range(arch.bias_depth))     # (chain // chains_per_tc) * p
         tc_left = Signal(chain_w)                 # chains left in the current filter copy
         words_left = Signal(npsum)
-        last_chunk = chunk == cmd.chunks[:nw] - 1
+        # The last chunk, chain and k of the command, from its accept: a subtractor in front
+        # of each comparison made the drain's longest path (about 40 ns on an iCE40).
+        chunk_last = Signal(nw)
+        chain_last = Signal(chain_w)
+        p_last = Signal(8)
+        last_chunk = chunk == chunk_last
         slot_last = Mux(last_chunk, cmd.last, bw - 1)
 
         m.submodules.stage = stage = OutputStage(arch)
@@ -114,14 +119,14 @@ class Drain(wiring.Component):
 
         end_word = slot == slot_last
         m.d.comb += words.r_en.eq(take & end_word)
-        k_next = Mux(k == cmd.p - 1, 0, k + 1)
+        k_next = Mux(k == p_last, 0, k + 1)
         with m.If(take):
             m.d.sync += words_left.eq(words_left - 1)
             with m.If(~end_word):
                 m.d.sync += [slot.eq(slot + 1), k.eq(k_next)]
             with m.Else():
                 m.d.sync += slot.eq(0)
-                with m.If(chain == cmd.nchains[:chain_w] - 1):
+                with m.If(chain == chain_last):
                     # Next chunk: k continues from where this chunk's psums ended.
                     m.d.sync += [chain.eq(0), chunk.eq(chunk + 1), k.eq(k_next),
                                  k_chunk.eq(k_next), tc_p.eq(0),
@@ -134,34 +139,41 @@ class Drain(wiring.Component):
                         m.d.sync += tc_left.eq(tc_left - 1)
 
         # --- pack into beats, header first ------------------------------------------------------
-        out_w = Signal(range(P + 1))
-        m.d.comb += out_w.eq(Mux(self.out_cfg.shift_en, A, P))
+        # Values never straddle beats, so a value's place in its beat is a slot index: a
+        # decoder per slot rather than a barrel shifter by a bit count (far fewer LUTs).
+        per_beat = {True: D // A, False: D // P}      # values per beat, by shift_en
         beat = Signal(D)
-        fill = Signal(range(D + 1))                   # bits filled
+        slot_in = Signal(range(max(per_beat.values())))   # slot of the next value
         beats_left = Signal(npsum + 1)
         header_due = Signal()
         m.submodules.beats = beats = BlockFIFO(width=D, depth=4)
         packed_left = Signal(npsum)                   # output words not yet packed
         # A value that fills the beat (the next would not fit) goes out with it in the same
         # cycle, so packing never stalls the output stage: one psum per cycle.
-        completes = (fill + 2 * out_w) > D
+        completes = slot_in == Mux(self.out_cfg.shift_en, per_beat[True] - 1,
+                                   per_beat[False] - 1)
         emit = Signal()
         m.d.comb += stage.o.ready.eq(beats.w_rdy & ~header_due)
-        value = Mux(self.out_cfg.shift_en, stage.o.payload.as_unsigned() & ((1 << A) - 1),
-                    stage.o.payload.as_unsigned())
+        value = stage.o.payload.as_unsigned()
+
+        def placed(width, n):
+            return Cat(*(Mux(slot_in == i, value[:width], 0) for i in range(n)))
+
+        shifted = Signal(D)
+        m.d.comb += shifted.eq(Mux(self.out_cfg.shift_en, placed(A, per_beat[True]),
+                                   placed(P, per_beat[False])))
         with m.If(header_due):
             m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(header_beat(BlockKind.OFMAP, 0)
                                                             | (cmd.beats << 12))]
             with m.If(beats.w_rdy):
                 m.d.sync += header_due.eq(0)
         with m.Elif(stage.o.valid & stage.o.ready):
-            shifted = (value << fill)[:D]
             with m.If(completes | (packed_left == 1)):
                 # The beat is full, or this is the block's last word (a partial beat).
                 m.d.comb += [beats.w_en.eq(1), beats.w_data.eq(beat | shifted), emit.eq(1)]
-                m.d.sync += [beat.eq(0), fill.eq(0)]
+                m.d.sync += [beat.eq(0), slot_in.eq(0)]
             with m.Else():
-                m.d.sync += [beat.eq(beat | shifted), fill.eq(fill + out_w)]
+                m.d.sync += [beat.eq(beat | shifted), slot_in.eq(slot_in + 1)]
             m.d.sync += packed_left.eq(packed_left - 1)
         m.d.comb += [self.o.valid.eq(beats.r_rdy), self.o.payload.eq(beats.r_data),
                      beats.r_en.eq(self.o.ready)]
@@ -174,12 +186,15 @@ class Drain(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [
                 cmd.eq(self.cmd.payload), active.eq(1), setup.eq(1), header_due.eq(1),
+                chunk_last.eq(self.cmd.payload.chunks[:nw] - 1),
+                chain_last.eq(self.cmd.payload.nchains[:chain_w] - 1),
+                p_last.eq(self.cmd.payload.p - 1),
                 read_ptr.eq(self.cmd.payload.base),
                 reads_left.eq(self.cmd.payload.chunks[:nw] * self.cmd.payload.nchains[:chain_w]),
                 per_chain.eq((self.cmd.payload.chunks[:nw] - 1) * bw + self.cmd.payload.last + 1),
                 slot.eq(0), chain.eq(0), chunk.eq(0), k.eq(0), k_chunk.eq(0), tc_p.eq(0),
                 tc_left.eq(self.cmd.payload.chains_per_tc), beats_left.eq(self.cmd.payload.beats),
-                beat.eq(0), fill.eq(0),
+                beat.eq(0), slot_in.eq(0),
             ]
         with m.If(setup):
             # Second cycle of a command: the psum counts, from the registered fields.

@@ -22,10 +22,11 @@ All are built from plain integers so they can be tested on their own; the array 
 integers from its configuration.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
+
+from .fifo import small_fifo
 
 __all__ = ["packet_layout", "gon_packet_layout", "gon2d_packet_layout", "beat_layout",
            "MulticastGIN", "MulticastBus", "GON", "GON2D", "BeatToWords", "WordsToBeat"]
@@ -239,7 +240,7 @@ class MulticastGIN(wiring.Component):
         # PE FIFOs; "has room" is the FIFO's w_rdy, a function of its level register.
         for r in range(rows):
             for c in range(cols):
-                fifo = SyncFIFO(width=self._payload_width, depth=self._fifo_depth)
+                fifo = small_fifo(self._payload_width, self._fifo_depth)
                 m.submodules[f"pe_fifo_{r}_{c}"] = fifo
                 out = self.o[r][c]
                 m.d.comb += [
@@ -444,7 +445,7 @@ class GON(wiring.Component):
         m = Module()
         cols = self._cols
 
-        fifo = m.submodules.fifo = SyncFIFO(width=self._layout.size, depth=self._fifo_depth)
+        fifo = m.submodules.fifo = small_fifo(self._layout.size, self._fifo_depth)
 
         req = Signal(cols)
         m.d.comb += req.eq(Cat(port.valid for port in self.i))
@@ -495,7 +496,9 @@ class GON2D(wiring.Component):
     (the row FIFOs' outputs and levels), so no ready or valid path crosses the array
     combinationally; ``i[r][c].ready`` depends only on the valids of row r and on the row FIFO's
     level. Latency: a beat taken from ``i[r][c]`` in cycle ``t`` is valid on ``o`` in cycle
-    ``t + 2``; throughput one beat per cycle in total, and per row.
+    ``t + 2``; throughput one beat per cycle in total, and per row. With one column there is
+    no row stage (nothing to arbitrate within a row): ``i[r][0]`` goes straight to the
+    arbiter over the rows, and its ready depends on the valids of all rows; latency ``t + 1``.
 
     Fairness is per stage: the rows with beats waiting take turns, and within a row the columns
     do. Each PE's own beats stay in order.
@@ -548,6 +551,17 @@ class GON2D(wiring.Component):
         busy = [top.busy]
         stall = [top.stall]
         for r in range(rows):
+            if cols == 1:
+                # A row of one PE has nothing to arbitrate: its beats go straight to the
+                # arbiter over the rows (one FIFO stage less; the PE's beat register is the
+                # flop its ready and valid start from).
+                m.d.comb += [
+                    top.i[r].valid.eq(self.i[r][0].valid),
+                    top.i[r].payload.eq(Cat(Const(0, inner["col"].shape.width),
+                                           self.i[r][0].payload)),
+                    self.i[r][0].ready.eq(top.i[r].ready),
+                ]
+                continue
             row = m.submodules[f"row_{r}"] = GON(cols, self._payload_width, self._fifo_depth)
             for c in range(cols):
                 wiring.connect(m, wiring.flipped(self.i[r][c]), row.i[c])

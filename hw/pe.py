@@ -41,7 +41,7 @@ are added to them and sent up.
 """
 
 from amaranth import *
-from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -60,8 +60,10 @@ def _bits(n):
 
 def pe_stream_limit(arch):
     """Most ifmap words a PE takes in one pass: its stream is one destination's share of a
-    region of the GLB's ifmap space, so n_rows, F and a row's words are at most this."""
-    return arch.glb_banks * arch.glb_bank_depth * (arch.glb_width // arch.act_width)
+    region of the GLB's ifmap space, so n_rows, F and a row's words are at most this. The
+    ifmap space is at most ``glb_banks - 1`` banks, as the psums take one bank or more."""
+    return (max(1, arch.glb_banks - 1) * arch.glb_bank_depth
+            * (arch.glb_width // arch.act_width))
 
 
 def pe_f_width(arch):
@@ -88,11 +90,27 @@ def pe_config_layout(arch):
     })
 
 
-def pe_products(cfg):
+#: Configuration fields whose value minus one the PE compares its counters with.
+_LAST = {"p_last": "p", "q_last": "q", "S_last": "S", "U_last": "U", "F_last": "F",
+         "rows_last": "n_rows"}
+
+
+def _minus_one(v):
+    # n_rows may be 0 (a pass with nothing to do): its "last" is then never looked at.
+    return max(v - 1, 0) if isinstance(v, int) else v - 1
+
+
+def pe_products(cfg, row_words=None):
     """The per-pass products a PE needs from its configuration (ints or Amaranth values):
-    ``pqS`` weights and ``row_words`` words per ifmap row."""
+    ``pqS`` weights, ``row_words`` words per ifmap row, and the last values of its counters
+    (``p_last`` = p - 1, ..., ``row_words_last``), so that no PE has subtractors of its own.
+    ``row_words``: that product if already computed (a signal, so that it is built once)."""
+    if row_words is None:
+        row_words = (cfg["U"] * (cfg["F"] - 1) + cfg["S"]) * cfg["q"]
     return {"pqS": cfg["p"] * cfg["q"] * cfg["S"],
-            "row_words": (cfg["U"] * (cfg["F"] - 1) + cfg["S"]) * cfg["q"]}
+            "row_words": row_words,
+            "row_words_last": _minus_one(row_words),
+            **{name: _minus_one(cfg[field]) for name, field in _LAST.items()}}
 
 
 def pe_port_layout(arch):
@@ -100,10 +118,12 @@ def pe_port_layout(arch):
     once for the whole array rather than in every PE."""
     fields = {name: fld.shape for name, fld in pe_config_layout(arch)}
     q = fields["q"]
+    row_words = min(PE_U_WIDTH + fields["F"] + 2 * q, _bits(pe_stream_limit(arch)))
     return data.StructLayout(fields | {
         "pqS": fields["p"] + q + fields["S"],
-        "row_words": min(PE_U_WIDTH + fields["F"] + 2 * q, _bits(pe_stream_limit(arch))),
-    })
+        "row_words": row_words,
+        "row_words_last": row_words,
+    } | {name: fields[field] for name, field in _LAST.items()})
 
 
 class _State(enum.Enum, shape=2):
@@ -198,7 +218,8 @@ class PE(wiring.Component):
         m.submodules.done = done = BlockFIFO(width=arch.psum_width, depth=PD)
         # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
         # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
-        m.submodules.out = outq = fifo.SyncFIFOBuffered(width=arch.psum_width, depth=3)
+        # In a block RAM, as its words in flip-flops took an iCE40 logic cell per bit.
+        m.submodules.out = outq = BlockFIFO(width=arch.psum_width, depth=3)
 
         # --- latched pass configuration and derived per-pass constants -----------------------
         cfg = Signal(pe_port_layout(arch)) if self._latch_cfg else self.cfg
@@ -279,21 +300,21 @@ class PE(wiring.Component):
         with m.If(wr_fire):
             with m.If(keep):
                 m.d.sync += wr_slot.eq(Mux(wr_slot == ID - 1, 0, wr_slot + 1))
-            with m.If(wr_pos == row_words - 1):
+            with m.If(wr_pos == cfg.row_words_last):
                 m.d.sync += [wr_pos.eq(0), wr_rows.eq(wr_rows + 1), wr_c.eq(0), wr_phase.eq(0)]
             with m.Else():
                 m.d.sync += wr_pos.eq(wr_pos + 1)
-                with m.If(wr_c == cfg.q - 1):
+                with m.If(wr_c == cfg.q_last):
                     m.d.sync += [wr_c.eq(0),
-                                 wr_phase.eq(Mux(wr_phase == cfg.U - 1, 0, wr_phase + 1))]
+                                 wr_phase.eq(Mux(wr_phase == cfg.U_last, 0, wr_phase + 1))]
                 with m.Else():
                     m.d.sync += wr_c.eq(wr_c + 1)
 
         # --- issue stage (stage 0) ------------------------------------------------------------
-        last_k = k == cfg.p - 1
-        last_c = c == cfg.q - 1
-        last_s = s == cfg.S - 1
-        last_f = f == cfg.F - 1
+        last_k = k == cfg.p_last
+        last_c = c == cfg.q_last
+        last_s = s == cfg.S_last
+        last_f = f == cfg.F_last
         first = (s == 0) & (c == 0)
         last = last_s & last_c
 
@@ -344,7 +365,7 @@ class PE(wiring.Component):
                     m.d.sync += [rd_off.eq(0), step.eq(0), c.eq(0), s.eq(0)]
                     with m.If(last_f):
                         m.d.sync += f.eq(0), row.eq(row + 1)
-                        with m.If(row == cfg.n_rows - 1):
+                        with m.If(row == cfg.rows_last):
                             m.d.sync += issue_done.eq(1)
                     with m.Else():
                         m.d.sync += f.eq(f + 1)

@@ -166,14 +166,15 @@ def drain_model(arch, memory, cmd, bias, shift, relu):
 
 @pytest.mark.parametrize("preset, shift, relu, seed", [
     ("tiny", 3, True, 0), ("tiny", None, False, 1), ("eyeriss", 8, False, 2),
-    ("eyeriss", None, True, 3)])
+    ("eyeriss", None, True, 3), ("ice40", 2, False, 4), ("ice40", None, True, 5)])
 def test_drain_matches_its_contract(preset, shift, relu, seed):
     arch = PRESETS[preset]
     rng = random.Random(seed)
     bw = arch.psum_bus_width // arch.psum_width
     p = rng.randint(1, 5)
-    cpt = rng.randint(1, 3)
-    cmd = {"base": rng.randrange(20), "chunks": rng.randint(1, 4), "nchains": cpt * rng.randint(1, 3),
+    cpt = rng.randint(1, min(3, arch.pes))          # a chain per PE at most
+    cmd = {"base": rng.randrange(20), "chunks": rng.randint(1, 4),
+           "nchains": cpt * rng.randint(1, min(3, arch.pes // cpt)),
            "last": rng.randrange(bw), "p": p, "chains_per_tc": cpt, "bias_base": rng.randrange(8)}
     memory = {cmd["base"] + w: rng.getrandbits(arch.glb_width)
               for w in range(cmd["chunks"] * cmd["nchains"])}
@@ -229,15 +230,17 @@ def test_drain_matches_its_contract(preset, shift, relu, seed):
     assert got[1:] == expected
 
 
-@pytest.mark.parametrize("preset, shift", [("eyeriss", None), ("eyeriss", 8), ("tiny", None)])
+@pytest.mark.parametrize("preset, shift", [("eyeriss", None), ("eyeriss", 8), ("tiny", None),
+                                           ("ice40", 2)])
 def test_drain_streams_one_psum_per_cycle(preset, shift):
     """With the GLB and the output always ready, the drain takes one psum per cycle: a block
     of V psums takes V cycles plus a fixed latency (the model in rowstat.sim.timing)."""
     from rowstat.hw.drain import DRAIN_LATENCY
     arch = PRESETS[preset]
     bw = arch.psum_bus_width // arch.psum_width
-    cmd = {"base": 3, "chunks": 12, "nchains": 6, "last": bw - 1, "p": 4, "chains_per_tc": 3,
-           "bias_base": 0}
+    nchains, cpt = (6, 3) if arch.pes >= 6 else (arch.pes, 1)     # a chain per PE at most
+    cmd = {"base": 3, "chunks": 12, "nchains": nchains, "last": bw - 1, "p": 4,
+           "chains_per_tc": cpt, "bias_base": 0}
     memory = {cmd["base"] + w: (w * 0x9E3779B97F4A7C15) % (1 << arch.glb_width)
               for w in range(cmd["chunks"] * cmd["nchains"])}
     expected = drain_model(arch, memory, cmd, [0] * 64, shift, False)

@@ -173,9 +173,10 @@ def test_build_icebreaker_for_real(tmp_path):
     res = report["resources"]
     assert res["lut"]["available"] == 5280 and res["lut"]["used"] > 0
     assert proc.stdout.count("[") >= 2        # stage lines
-    # Fails today: the ice40 preset does not fit the UP5K yet (README "Boards"); the report
-    # must still say why.
+    # The ice40 preset fits the UP5K (README "Boards"): placed, routed, a bitstream.
     assert report["status"] == "ok", report["error"]
+    assert res["lut"]["used"] <= res["lut"]["available"]
+    assert res["bram"]["used"] <= res["bram"]["available"] == 30
     assert proc.returncode == 0
     assert (tmp_path / "icebreaker.bin").stat().st_size > 100_000
     assert report["fmax_mhz"] >= report["target_mhz"] == 12.0

@@ -574,3 +574,16 @@ def test_noc_gon2d_latency_and_round_robin():
     # A beat taken in cycle t is valid at the output in cycle t + 2.
     assert taken[(0, 0)][0] == 0 and out[0][3] == 2
     assert not busy[0] and busy[1]
+
+
+def test_noc_gon2d_one_column_has_no_row_stage():
+    """With one PE per row a beat goes straight to the arbiter over the rows: valid on ``o``
+    the cycle after it was taken, the rows taking turns, one beat per cycle."""
+    rows = 3
+    beats = {(r, 0): [(r << 8) | n for n in range(4)] for r in range(rows)}
+    out, taken, busy = run_gon2d(rows, 1, beats)
+    assert [cycle for *_, cycle in out] == list(range(1, 1 + len(out)))
+    assert [row for row, *_ in out[:6]] == [0, 1, 2, 0, 1, 2]
+    assert all(col == 0 for _, col, *_ in out)
+    assert taken[(0, 0)][0] == 0 and out[0][3] == 1
+    assert not busy[0] and busy[1]
