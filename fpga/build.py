@@ -120,8 +120,10 @@ def build_plan(board_name, arch, freq=None, baud=DEFAULT_BAUD, fifo_depth=512):
         "chtype -set $mul t:$__soft_mul",
     ]) if board.family == "ice40" else ""
     # router2: router1 needs hours for the 5 x 5 ecp5 preset in WebAssembly (over 40 minutes
-    # for a third of its 262k arcs).
-    nextpnr_opts = "--router router2" if board.family == "ecp5" else ""
+    # for a third of its 262k arcs). The static (electrostatic) placer: with the default HeAP
+    # placer a 3 x 4 array with 16-bit data did not route in 35 minutes (router2 stuck near
+    # 1,000 overused wires); static placement has a third less wire and routed it in 11.
+    nextpnr_opts = "--router router2 --placer static" if board.family == "ecp5" else ""
     plan = platform.build(top, name="top", do_build=False, synth_opts=synth_opts,
                           nextpnr_opts=nextpnr_opts, script_after_read=script_after_read,
                           script_after_synth=script_after_synth)
