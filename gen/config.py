@@ -223,13 +223,14 @@ PRESETS = {
         dram_width=32, filter_bus_width=8, ifmap_bus_width=4, psum_bus_width=12,
         counter_width=32),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
-    # widths, spads and GLB bytes on 5 x 5 PEs, with the chip's 64-bit banks and psum path (half
-    # the block RAMs of 128-bit words), as many as its multipliers allow (each PE takes about
-    # five: the MAC and its per-pass address arithmetic).
+    # widths and spads, the chip's 64-bit GLB banks and psum path, on the largest array the
+    # open flow routes (README "Boards"): 3 x 4 PEs with an 8-bank (32 KiB) GLB route at about
+    # 47 MHz; 4 x 4 and 5 x 5, and any array with the 25-bank GLB, did not finish routing.
+    # The part would hold more: about a quarter of its LUTs and 40% of its block RAMs are used.
     "ecp5": ArchConfig(
-        rows=5, cols=5, act_width=16, weight_width=16, psum_width=32,
+        rows=3, cols=4, act_width=16, weight_width=16, psum_width=32,
         filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,
-        glb_banks=25, glb_bank_depth=512, glb_width=64, glb_filter_banks=2,
+        glb_banks=8, glb_bank_depth=512, glb_width=64, glb_filter_banks=2,
         dram_width=64, filter_bus_width=64, ifmap_bus_width=16, psum_bus_width=64),
 }
 
@@ -239,7 +240,8 @@ PRESET_NOTES = {
     "tiny": "3x4 PEs, 8-bit: for fast tests",
     "ice40": ("3x1 PEs, 4-bit, 1.5 KiB GLB: fits the iCEBreaker's iCE40UP5K "
               "(about 4,900 of 5,280 logic cells)"),
-    "ecp5": "5x5 PEs, 16-bit, Eyeriss spads and 108 KiB GLB: the ECP5-85F (ULX3S, OrangeCrab)",
+    "ecp5": ("3x4 PEs, 16-bit, Eyeriss spads, 40 KiB GLB: routes on the ECP5-85F "
+             "(ULX3S, OrangeCrab)"),
 }
 
 

@@ -83,6 +83,13 @@ def test_accelerator_random_layers_ice40(seed):
     check(arch, random_layer(arch, np.random.default_rng(3000 + seed)), seed)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_accelerator_random_layers_ecp5(seed):
+    # The ECP5 boards' preset: 3 x 4 PEs, 16-bit data, 64-bit GLB words and beats.
+    arch = PRESETS["ecp5"]
+    check(arch, random_layer(arch, np.random.default_rng(5000 + seed)), seed)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_accelerator_random_layers_wide_buses(seed):
     check(WIDE, random_layer(WIDE, np.random.default_rng(4000 + seed)), seed)
