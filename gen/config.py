@@ -211,8 +211,8 @@ PRESETS = {
         glb_banks=4, glb_bank_depth=256, glb_width=48, glb_filter_banks=1,
         dram_width=48, filter_bus_width=32, ifmap_bus_width=16, psum_bus_width=48),
     # The iCEBreaker's iCE40UP5K (5280 logic cells, 30 x 4 Kib EBR, 8 DSP): 3 x 1 PEs (R <= 3)
-    # with 4-bit data and a 1.5 KiB GLB. Measured (README "Boards"): 4,919 logic cells (93%),
-    # all 30 block RAMs and 8 DSPs; Fmax about 24 MHz. Beats are 32 bits (an output header
+    # with 4-bit data and a 1.5 KiB GLB. Measured (README "Boards"): 4,925 logic cells (93%),
+    # all 30 block RAMs and 8 DSPs; Fmax about 25 MHz. Beats are 32 bits (an output header
     # needs them) and carry one 16-bit GLB word in: 128 x 32-bit banks would take two 256 x 16
     # block RAMs each. GIN beats of 2 weights and 1 activation keep the PE sites' FIFOs and
     # buses narrow. 32-bit counters wrap after about 6 minutes at 12 MHz.

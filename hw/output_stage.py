@@ -7,8 +7,8 @@ Exactly the arithmetic of ``rowstat.sim.golden.output_stage`` after the bias add
   ``round = 2**(shift-1)`` for shift > 0, else 0, and ``>>`` the arithmetic (floor) shift;
 * if ``relu``: ``out = max(out, 0)``.
 
-Two pipeline stages (bias add, then round/shift/clamp/ReLU), one psum per cycle, valid/ready
-on both sides with a registered output.
+Two pipeline stages (bias and rounding adds, then shift/clamp/ReLU), one psum per cycle,
+valid/ready on both sides with a registered output.
 """
 
 from amaranth import *
@@ -53,9 +53,10 @@ class OutputStage(wiring.Component):
         P, A = arch.psum_width, arch.act_width
         m = Module()
 
-        # Stage 1: bias add, wrapped to the psum width.
+        # Stage 1: bias add, wrapped to the psum width, and the rounding add beside it.
         v1 = Signal()
         s1 = Signal(signed(P))
+        r1 = Signal(signed(P + 1))      # s1 + 2**(shift-1): one more bit, so it cannot wrap
         # Stage 2 (output register).
         v2 = Signal()
         s2 = Signal(signed(P))
@@ -63,18 +64,20 @@ class OutputStage(wiring.Component):
         advance2 = ~v2 | self.o.ready
         advance1 = ~v1 | advance2
         m.d.comb += self.i.ready.eq(advance1)
+        # The rounding add is done in stage 1, not before the shift in stage 2: stage 2 (shift,
+        # clamp, ReLU) was the design's longest path on an iCE40.
+        shift = self.cfg.shift
+        rnd = ((Const(1, P + 2) << shift) >> 1)[:P + 1]   # 2**(shift-1), and 0 for shift 0
+        biased = Signal(signed(P))
+        m.d.comb += biased.eq(self.i.payload.psum + self.i.payload.bias)
         with m.If(advance1):
             m.d.sync += v1.eq(self.i.valid)
             with m.If(self.i.valid):
-                m.d.sync += s1.eq(self.i.payload.psum + self.i.payload.bias)
+                m.d.sync += [s1.eq(biased), r1.eq(biased + rnd)]
 
-        # Round, shift, clamp, ReLU: one extra bit for the rounding add so it cannot wrap.
-        rounded = Signal(signed(P + 1))
-        shift = self.cfg.shift
-        rnd = ((Const(1, P + 2) << shift) >> 1)[:P + 1]   # 2**(shift-1), and 0 for shift 0
-        m.d.comb += rounded.eq(s1 + rnd)
+        # Shift, clamp, ReLU.
         shifted = Signal(signed(P + 1))
-        m.d.comb += shifted.eq(rounded >> shift)
+        m.d.comb += shifted.eq(r1 >> shift)
         lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
         clamped = Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
         value = Mux(self.cfg.shift_en, clamped, s1)
