@@ -224,9 +224,11 @@ BOARDS = {
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F",
         "ecp5", 25.0, 25.0, 83640, 208, 156, "FTDI FT231X (USB serial), pins M1 (RX) and L4 (TX)"),
+    # The same part as the ULX3S, but the ecp5 preset did not route in its package (README
+    # "Boards"); the tiny preset (3 x 4, 8-bit) routes at 66 MHz.
     "orangecrab-85f": Board(
         "orangecrab-85f", "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_85FPlatform", "ecp5",
-        "LFE5U-85F", "ecp5", 48.0, 24.0, 83640, 208, 156,
+        "LFE5U-85F", "tiny", 48.0, 24.0, 83640, 208, 156,
         "Feather header pads 0 (RX, N17) and 1 (TX, M18): wire a 3.3 V USB-serial adapter"),
 }
 
