@@ -70,40 +70,29 @@ def check(arch, layer, seed, **options):
     return stats
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_accelerator_random_layers_tiny(seed):
-    arch = PRESETS["tiny"]
-    check(arch, random_layer(arch, np.random.default_rng(1000 + seed)), seed)
+#: (name, arch, first layer seed, layers) of the random-layer runs.
+RANDOM_RUNS = [
+    ("tiny", PRESETS["tiny"], 1000, 8),
+    # The board presets: 3 x 1 PEs with 4-bit data and one 16-bit GLB word per 32-bit beat;
+    # 3 x 4 PEs with 16-bit data and 64-bit GLB words and beats.
+    ("ice40", PRESETS["ice40"], 3000, 2),
+    ("ecp5", PRESETS["ecp5"], 5000, 2),
+    ("odd_array", ODD, 2000, 4),
+    ("wide_buses", WIDE, 4000, 3),
+]
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_accelerator_random_layers_ice40(seed):
-    # The board preset: 3 x 1 PEs, 4-bit data, one 16-bit GLB word per 32-bit beat.
-    arch = PRESETS["ice40"]
-    check(arch, random_layer(arch, np.random.default_rng(3000 + seed)), seed)
-
-
-@pytest.mark.parametrize("seed", range(2))
-def test_accelerator_random_layers_ecp5(seed):
-    # The ECP5 boards' preset: 3 x 4 PEs, 16-bit data, 64-bit GLB words and beats.
-    arch = PRESETS["ecp5"]
-    check(arch, random_layer(arch, np.random.default_rng(5000 + seed)), seed)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_accelerator_random_layers_wide_buses(seed):
-    check(WIDE, random_layer(WIDE, np.random.default_rng(4000 + seed)), seed)
+@pytest.mark.parametrize("arch, layer_seed, seed", [
+    pytest.param(arch, base + i, i, id=f"{name}-{i}")
+    for name, arch, base, count in RANDOM_RUNS for i in range(count)])
+def test_accelerator_random_layers(arch, layer_seed, seed):
+    check(arch, random_layer(arch, np.random.default_rng(layer_seed)), seed)
 
 
 def test_accelerator_wide_buses_many_words_per_beat():
     # Rows of 17 activations: beats with 8 words, the last of each row partly filled.
     layer = LayerSpec(N=1, C=5, H=11, W=15, M=7, R=3, S=3, padding=1, relu=True, shift=4)
     check(WIDE, layer, 5)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_accelerator_random_layers_odd_array(seed):
-    check(ODD, random_layer(ODD, np.random.default_rng(2000 + seed)), seed)
 
 
 @pytest.mark.parametrize("layer", [
