@@ -506,6 +506,7 @@ class PEArray(wiring.Component):
         and a Verilator build of half an hour; one shared module keeps both small. The Amaranth
         simulator cannot run such instances: use False there (the sites are then ordinary
         submodules; the same PESite code either way).
+
     Attributes
     ----------
     ids : In(stream.Signature(id_chain_layout(arch)))
