@@ -32,6 +32,7 @@ reports. The baud rate must be the one of the build (default 115200).
 
 def register(subparsers):
     """Add ``build`` and ``host`` to an argparse ``subparsers`` object."""
+    from ..gen.mapping import OBJECTIVES
     from ..gen.cli import arch_options, layer_options
     from .board import BOARDS, DEFAULT_BAUD
     boards = ", ".join(f"{b.name} ({b.device}, preset {b.preset})" for b in BOARDS.values())
@@ -66,6 +67,11 @@ def register(subparsers):
                    help=f"baud rate of the bitstream (default {DEFAULT_BAUD})")
     arch_options(p, "architecture (default: the preset the board reports)")
     layer_options(p)
+    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="core clock of the bitstream (its report.json), for the link rate the "
+                        "layer is mapped for (default 12)")
+    p.add_argument("--objective", default="cycles", choices=OBJECTIVES,
+                   help="what the mapper minimises for the link (default cycles)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="give up when the board is quiet this long (default 30)")
     p.set_defaults(func=cmd_host)
@@ -97,14 +103,18 @@ def cmd_build(args):
 def cmd_host(args):
     from ..gen.cli import layer_inputs, write_layer_outputs
     from ..gen.config import load_arch
-    from .host import run_on_board
+    from .host import DEFAULT_CLK_HZ, run_on_board
     if not args.timeout > 0:
         raise RowstatError(f"bad value for --timeout: {args.timeout}; allowed: seconds > 0")
     given = args.preset or args.config or args.overrides
     arch = load_arch(args.preset, args.config, args.overrides) if given else None
     layer, ifmap, weights, bias = layer_inputs(args)
+    if args.freq is not None and not args.freq > 0:
+        raise RowstatError(f"bad value for --freq: {args.freq}; allowed: MHz > 0")
+    clk_hz = DEFAULT_CLK_HZ if args.freq is None else args.freq * 1e6
     ofmap, stats = run_on_board(arch, layer, ifmap, weights, bias, port=args.port,
-                                baud=args.baud, timeout=args.timeout)
+                                baud=args.baud, clk_hz=clk_hz, objective=args.objective,
+                                timeout=args.timeout)
     write_layer_outputs(args, ofmap, stats)
     print(f"wrote {args.out} {tuple(ofmap.shape)}: {stats['cycles']} cycles on the board, "
           f"{stats['pe_utilization']:.1%} PE utilisation, {stats['passes']} passes, "

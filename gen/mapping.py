@@ -41,7 +41,7 @@ from ..hw.pe import PE_U_WIDTH, pe_f_width, pe_rows_width, pe_stream_limit
 from .errors import MappingError
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "stream_geometry", "OBJECTIVES", "PE_U_MAX",
+__all__ = ["Mapping", "map_layer", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX",
            "PASS_OVERHEAD"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
@@ -72,6 +72,15 @@ def stream_geometry(arch):
 def _rows_in_view(widths, R, U):
     """Ifmap rows some PE of the segments reads (rows between the windows are not sent)."""
     return sum(w * R if U >= R else U * (w - 1) + R for w in widths)
+
+
+def config_beats(arch, R, r, t, e_s, rows_in_view):
+    """DRAM beats of one placement's tables (rowstat.gen.compiler loads them when the placement
+    changes): the ID chain (a beat per PE and one per row), the ifmap, filter and psum tag tables
+    (a beat per tag: ``r * rows_in_view`` ifmap rows, ``R * r * t`` filter rows, ``t * e_s``
+    chains) and the chain table (a beat per PE). Works on NumPy arrays too."""
+    return (arch.rows * (arch.cols + 1) + r * rows_in_view + R * r * t + t * e_s
+            + arch.rows * arch.cols)
 
 
 def _divisors(N):
@@ -282,7 +291,12 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
                   + iw + fw + k * drain)                         # start-up and final drain
         # DRAM beats
         ifmap_beats = c.G * nmb * nimg * cbs * ((strips - 1) * iw + iw_last)
-        dram_in = ifmap_beats + passes * fw + c.G * nmb * m
+        # the placement tables: once, or for every (group, m block, image block) when a
+        # narrower last strip alternates with full ones
+        cfg_last = config_beats(c.arch, R, r, t, e_last, rows_last)
+        cfg = (cfg_last if e_last == e or strips == 1 else
+               c.G * nmb * nimg * (config_beats(c.arch, R, r, t, e, rows_full) + cfg_last))
+        dram_in = ifmap_beats + passes * fw + c.G * nmb * m + cfg
         out_vals_last = t * e_last * n * F * p
         dram_out = c.G * nmb * nimg * k * (
             (strips - 1) * (1 + cdiv(out_psums, c.out_per_beat))

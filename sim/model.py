@@ -57,7 +57,7 @@ import numpy as np
 
 from ..gen.config import PRESETS
 from ..gen.errors import ConfigError
-from ..gen.mapping import _rows_in_view, map_layer, stream_geometry
+from ..gen.mapping import _rows_in_view, config_beats, map_layer, stream_geometry
 from ..gen.placement import _segments, ceil_div
 
 __all__ = ["LayerModel", "model_layer", "model_network", "network_totals", "layer_accesses",
@@ -165,9 +165,7 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
         return r * _rows_in_view(_segments(e_s, arch.cols)[0], R, U)
 
     def config_words(e_s):
-        """Data beats of one placement's tables: ID chain, three tag tables, chain table."""
-        return (arch.rows * (arch.cols + 1) + ifmap_tags(e_s) + ntags_f + t * e_s
-                + arch.rows * arch.cols)
+        return config_beats(arch, R, r, t, e_s, _rows_in_view(_segments(e_s, arch.cols)[0], R, U))
 
     active_all = 0
     for e_s, count in _strip_shapes(mp):
