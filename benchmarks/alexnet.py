@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/alexnet.py [--batch 4] [--io-bits-per-cycle 19.2]
         [--layers 1,2,3,4,5] [--preset eyeriss] [--set key=value ...]
-        [--out benchmarks/results/alexnet]
+        [--out docs/results/alexnet]
 
 The array must keep the chip's 12 x 14 PEs (utilisation is counted over 168 PEs, as the
 chip's); other parameters may change (``--preset eyeriss_wide``, ``--set``).
@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--preset", default="eyeriss")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override one parameter (repeatable)")
-    parser.add_argument("--out", default="benchmarks/results/alexnet")
+    parser.add_argument("--out", default="docs/results/alexnet")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other layers of an earlier run in OUT")
     parser.add_argument("--remodel", action="store_true",
