@@ -38,19 +38,18 @@ import numpy as np
 
 from ..hw.drain import DRAIN_LATENCY
 from ..hw.pe import PE_U_WIDTH, pe_f_width, pe_rows_width, pe_stream_limit
+from . import schedule
 from .errors import MappingError
+from .schedule import COMMAND_START
+from .program import Op, nargs
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX",
-           "PASS_OVERHEAD"]
+__all__ = ["Mapping", "map_layer", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
 PE_U_MAX = (1 << PE_U_WIDTH) - 1    # PE config U field
 COUNT_MAX = (1 << 20) - 1       # command count/address fields (rowstat.gen.program.COUNT)
 TAGS_MAX = (1 << 12) - 1        # tag table sizes (rowstat.gen.program.TAGS)
-#: Fixed cycles of a pass beyond its MACs and bus beats when the MACs pace it and when the GON
-#: does (rowstat.sim.timing's T_TAIL and T_GON, which the timing tests check against the RTL).
-PASS_OVERHEAD = (14, 3)
 
 
 def _bias_depth(arch):
@@ -207,6 +206,10 @@ class _Ctx:
         bits = arch.act_width if layer.shift is not None else arch.psum_width
         self.out_per_beat = arch.dram_width // bits
         self.io = io_bits_per_cycle
+        # the command words around one pass (its filter and ifmap loads, the PASS, a drain),
+        # taken one per cycle while the previous pass runs, and the issue cycle
+        self.pass_command_words = COMMAND_START + sum(
+            nargs(arch, op) + 1 for op in (Op.LOAD, Op.LOAD, Op.PASS, Op.DRAIN))
 
 
 def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_forced=None):
@@ -235,22 +238,17 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     Kt = cdiv(c.Mg, p * t)
     cbs = cdiv(c.Cg, q * r)
     nimg = c.N // n
-    # one pass, as rowstat.sim.timing.pass_cycles models it (vectorized, full strips): the
-    # first column waits for the filter stream; then the MACs, the ifmap and input psum
-    # streams and the GON (a beat per cycle each) pace it, whichever is slowest
+    # one pass (full strips), as the timing model replays it
     pqs = p * q * S
     mac = n * F * pqs
     nch = t * e
-    fill = chunks_f * ntags_f + (pqs - 1) % c.wpb_f + 1
-    first = np.maximum(np.maximum(pqs, fill), cdiv(q * S, c.wpb_i) * r * rows_full + p)
     ibeats = chunks_i * r * rows_full
-    cont = cbs > 1
-    pbeats = np.where(cont, nch * chunks_p, 0)
-    last_beats = nch * cdiv(p, c.wpb_p)
-    by_macs = (np.maximum(first + (n * F - 1) * pqs, np.maximum(ibeats + p, pbeats))
-               + p + last_beats + PASS_OVERHEAD[0])
-    by_gon = first + nch * chunks_p + PASS_OVERHEAD[1]
-    pass_cycles = np.maximum(by_macs, by_gon) + 1
+    cbs_ = cbs + 0 * p
+    pass_cycles = COMMAND_START + schedule.pass_cycles(
+        p=p, q=q, S=S, F=F, rows=n, wpb_ifmap=c.wpb_i, wpb_psum=c.wpb_p,
+        filter_chunks=chunks_f, filter_ntags=ntags_f, filter_last=(pqs - 1) % c.wpb_f,
+        ifmap_chunks=chunks_i, ifmap_ntags=r * rows_full,
+        psum_chunks=np.where(cbs_ > 1, chunks_p, 0), psum_ntags=nch, nchains=nch)
     gon = (nch * chunks_p) / np.maximum(mac, 1)
     ifr = ibeats / np.maximum(mac, 1)
     slow = pass_cycles / np.maximum(mac, 1)
@@ -258,7 +256,8 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     # the loads between two passes (this pass's filters, a piece of the next strip, command
     # words) run while the previous pass does; the next pass waits for both
     beat = 1.0 if not c.io else max(1.0, c.arch.dram_width / c.io)
-    feed = np.ceil((fw + iw / np.maximum(cdiv(c.Mg, p * t), 1)) * beat).astype(np.int64) + 20
+    feed = (np.ceil((fw + iw / np.maximum(cdiv(c.Mg, p * t), 1)) * beat).astype(np.int64)
+            + c.pass_command_words)
     pass_cycles = np.maximum(pass_cycles, feed)
     # a single filter buffer: the next pass's filters load only after this pass
     pass_cycles = pass_cycles + np.where(fb == 1, np.ceil(fw * beat).astype(np.int64), 0)
