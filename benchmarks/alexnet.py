@@ -30,7 +30,7 @@ from rowstat.gen.mapping import map_layer
 from rowstat.gen.networks import ALEXNET
 from rowstat.gen.verilog import write_atomic
 from rowstat.sim.golden import golden_layer
-from rowstat.sim.model import model_layer
+from rowstat.sim.model import choose_mapping, model_layer
 from rowstat.sim.run import run_layer
 
 
@@ -106,7 +106,7 @@ def main(argv=None):
         b = rng.integers(-2**20, 2**20, (layer.M,))
         t0 = time.monotonic()
         print(f"{name}: {layer.macs / 1e6:.0f} M MACs ...", file=sys.stderr, flush=True)
-        mapping = map_layer(arch, layer, io_bits_per_cycle=args.io_bits_per_cycle)
+        mapping = choose_mapping(arch, layer, io_bits_per_cycle=args.io_bits_per_cycle)
         model = model_layer(arch, layer, mapping, io_bits_per_cycle=args.io_bits_per_cycle,
                             ifmap=x)
         # the run maps the layer itself, for its link: the model's mapping

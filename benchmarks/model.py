@@ -25,10 +25,9 @@ from pathlib import Path
 
 from rowstat.gen.compiler import plan_layer
 from rowstat.gen.config import PRESETS, load_arch
-from rowstat.gen.mapping import map_layer
 from rowstat.gen.program import Op
 from rowstat.gen.networks import EYERISS_ALEXNET_MAPPING, NETWORKS, network_layers
-from rowstat.sim.model import model_layer, model_network, network_totals
+from rowstat.sim.model import choose_mapping, model_layer, model_network, network_totals
 
 # the chip's figures, kept in one place (run as a script: benchmarks/ is on sys.path)
 from alexnet import CHIP, CHIP_MACS  # noqa: E402
@@ -149,7 +148,7 @@ def versus_rtl(results_dirs):
         layers = network_layers("alexnet", batch)
         for run in data["layers"]:
             layer = layers[run["layer"]]
-            mp = map_layer(arch, layer, io_bits_per_cycle=io, **run["mapping"])
+            mp = choose_mapping(arch, layer, io_bits_per_cycle=io, **run["mapping"])
             m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             a = m.accesses
             rows.append({

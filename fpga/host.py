@@ -89,6 +89,7 @@ def run_on_board(arch, layer, ifmap, weights, bias=None, *, port, baud=DEFAULT_B
     ``clk_hz`` is the bitstream's core clock: with ``baud`` it gives the link's bits per core
     cycle, for which the layer is mapped (as ``rowstat model --io-bits-per-cycle`` would)."""
     from ..gen.compiler import compile_layer, decode_output
+    from ..sim.model import choose_mapping
     from ..sim.run import model_check, stats_from
     from .uart import link_bits_per_cycle, uart_divisor
     try:
@@ -110,8 +111,8 @@ def run_on_board(arch, layer, ifmap, weights, bias=None, *, port, baud=DEFAULT_B
         from ..gen.config import PRESETS
         arch = PRESETS[name]
     try:
-        program = compile_layer(arch, layer, ifmap, weights, bias, io_bits_per_cycle=io,
-                                objective=objective)
+        mapping = choose_mapping(arch, layer, objective, io_bits_per_cycle=io)
+        program = compile_layer(arch, layer, ifmap, weights, bias, mapping)
     except BaseException:
         link.close()
         raise
@@ -151,12 +152,14 @@ def run_on_simulated_board(arch, layer, ifmap, weights, bias=None, *, sim=None, 
     import numpy as np
 
     from ..gen.compiler import compile_layer, decode_output
+    from ..sim.model import choose_mapping
     from ..sim.run import model_check, stats_from
     from ..sim.runner import build, run_bench
     from .board import SIM_DIVISOR
     from .uart import link_bits_per_cycle
     io = link_bits_per_cycle(SIM_DIVISOR)
-    program = compile_layer(arch, layer, ifmap, weights, bias, io_bits_per_cycle=io)
+    program = compile_layer(arch, layer, ifmap, weights, bias,
+                            choose_mapping(arch, layer, io_bits_per_cycle=io))
     built = build(arch, "board", sim, progress=progress)
     with tempfile.TemporaryDirectory(prefix="rowstat-board-") as tmp:
         tmp = Path(tmp)

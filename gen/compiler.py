@@ -337,18 +337,16 @@ class _PlacementTables:
 
 # --- compile ------------------------------------------------------------------------------------
 
-def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None, *,
-                  io_bits_per_cycle=None, objective="cycles"):
+def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
     """Compile ``layer`` with its data into a :class:`Program`.
 
     ``ifmap`` (N, C, H, W), ``weights`` (M, C/groups, R, S) and ``bias`` (M,) are integer arrays
     within the signed act_width, weight_width and psum_width ranges (DataError otherwise).
-    ``mapping`` defaults to ``map_layer(arch, layer, objective, io_bits_per_cycle=...)``: the
-    same decision the model makes for the link the layer runs on.
+    ``mapping`` defaults to ``map_layer(arch, layer)``, the choice for the fewest cycles over an
+    unlimited link (what :func:`rowstat.sim.model.choose_mapping` gives for them); a run over
+    a throttled link or for another objective passes that decision's mapping.
     """
     x, w, b = check_inputs(arch, layer, ifmap, weights, bias)
-    if mapping is None:
-        mapping = map_layer(arch, layer, objective, io_bits_per_cycle=io_bits_per_cycle)
     return _compile(arch, layer, x, w, b, mapping, dry=False)
 
 

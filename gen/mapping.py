@@ -44,7 +44,7 @@ from .schedule import COMMAND_START
 from .program import Op, nargs
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX"]
+__all__ = ["Mapping", "map_layer", "needs_ranking", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
 PE_U_MAX = (1 << PE_U_WIDTH) - 1    # PE config U field
@@ -216,7 +216,7 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     """Estimate for arrays of candidates sharing e. Returns a dict of arrays; ``ok`` marks
     the candidates that fit (other entries are meaningless where ``ok`` is False).
     ``m_forced``: use this m (it must be a multiple of p*t and fit) instead of choosing one."""
-    R, S, U, F = c.R, c.S, c.U, c.F
+    R, S, F = c.R, c.S, c.F
     n, p, q, t, r = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64)
                                           for v in (n, p, q, t, r)))
     cdiv = lambda a, b: -(-a // b)
@@ -542,20 +542,33 @@ def _diagnose(c, forced):
         f"glb_banks={arch.glb_banks} ({total} words)")
 
 
-def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forced):
+def needs_ranking(objective, io_bits_per_cycle=None):
+    """Whether the estimate alone cannot choose: energy, and cycles over a throttled link (where
+    loads and drains share the link, and the timing model replaying the command plan ranks
+    better than the estimate). The ranking is passed in (:func:`map_layer`'s ``rank``), by the
+    models above (:func:`rowstat.sim.model.choose_mapping`)."""
+    return objective == "energy" or (objective == "cycles" and io_bits_per_cycle is not None)
+
+
+def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, rank=None, **forced):
     """Choose a row-stationary mapping of ``layer`` on ``arch``.
+
+    Everything that runs or predicts a layer chooses through
+    :func:`rowstat.sim.model.choose_mapping`, which passes the model's ``rank``; without a
+    ranking this chooses only where the estimate decides (:func:`needs_ranking`).
 
     Parameters
     ----------
     objective : "cycles" | "dram" | "energy"
         "cycles": the fewest estimated cycles (the timing model's pass and schedule terms,
         vectorized over all candidates), DRAM beats breaking ties; with ``io_bits_per_cycle``
-        the timing model itself ranks the :data:`SHORTLIST` best; "dram": the other way round;
-        "energy": the least modelled energy (rowstat.sim.model, exact access counts times the
-        cost table) among the :data:`SHORTLIST` fastest and leanest candidates.
+        ``rank`` orders the :data:`SHORTLIST` best; "dram": the other way round; "energy":
+        ``rank`` orders the :data:`SHORTLIST` fastest and leanest candidates.
     io_bits_per_cycle : float, optional
         If given, the cycle estimate also respects the external link (DRAM beats *
         dram_width / this).
+    rank : callable, optional
+        Mapping -> sort key, smallest first, for the objectives the estimate cannot decide.
     n, e, p, q, r, t, m : int, optional
         Fix a parameter (for tests and experiments); the others are searched.
 
@@ -570,6 +583,10 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
     if unknown:
         raise MappingError(f"unknown mapping parameter(s) {', '.join(sorted(unknown))}; "
                            f"allowed: n, e, p, q, r, t, m")
+    ranked = needs_ranking(objective, io_bits_per_cycle)
+    if ranked and rank is None:
+        raise TypeError(f"objective {objective!r} with io_bits_per_cycle="
+                        f"{io_bits_per_cycle} needs a rank: use rowstat.sim.model.choose_mapping")
     _check_layer(arch, layer)
     _check_forced(arch, layer, forced)
     c = _Ctx(arch, layer, io_bits_per_cycle)
@@ -579,10 +596,7 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
         lean = _search(c, forced, "dram")
         candidates = [kv for pair in zip(candidates, lean) for kv in pair]
     built, last_error = [], None
-    # The estimate ranks well without a throttled link; with one, where the loads and drains
-    # share the link, the timing model ranks the shortlist (it replays the command plan).
-    timed = objective == "cycles" and io_bits_per_cycle is not None
-    want = SHORTLIST if objective == "energy" or timed else 1
+    want = SHORTLIST if ranked else 1
     for key, params in candidates[:64]:
         if any(params == b.to_params() for b in built):
             continue
@@ -597,18 +611,9 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
         if last_error is not None:
             raise last_error
         _diagnose(c, forced)
-    if timed:
-        from ..sim.model import cycles_of
-        return min(built, key=lambda mp: (cycles_of(arch, layer, mp, io_bits_per_cycle),
-                                          mp.estimate["dram_beats"]))
-    if objective != "energy":
-        return built[0]
-    from ..sim.model import layer_accesses, layer_energy
-    return min(built, key=lambda mp: (layer_energy(layer_accesses(arch, layer, mp),
-                                                   arch=arch)["total"], mp.cycles))
+    return min(built, key=rank) if ranked else built[0]
 
 
-#: Candidates (the fastest and the leanest by the estimate, in turn) whose modelled energy
-#: map_layer compares for ``objective="energy"``; with a throttled link, the fastest whose
-#: modelled cycles it compares.
+#: Candidates (the fastest and the leanest by the estimate, in turn) that the ranking orders
+#: for ``objective="energy"``; with a throttled link, the fastest.
 SHORTLIST = 8

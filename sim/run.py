@@ -8,6 +8,7 @@ import numpy as np
 
 from ..gen.compiler import compile_layer, decode_output
 from ..gen.errors import RowstatError
+from .model import choose_mapping, model_layer
 from .runner import build, run_bench
 
 __all__ = ["run_layer", "stats_from", "model_check", "CHECKED"]
@@ -49,7 +50,6 @@ def model_check(arch, layer, mapping, stats, *, io_bits_per_cycle=None, ifmap=No
     """The model's prediction for the run in ``stats`` (same mapping, same link), set beside
     what was measured: {"predicted": {...}, "measured": {...}, "error": {...}}, the error
     relative to the measured value ((predicted - measured) / measured; 0 where both are 0)."""
-    from .model import model_layer
     model = model_layer(arch, layer, mapping, io_bits_per_cycle=io_bits_per_cycle, ifmap=ifmap)
     predicted = {"cycles": model.cycles} | {k: model.accesses[k] for k in CHECKED[1:]}
     measured = {k: stats[k] for k in CHECKED}
@@ -66,8 +66,8 @@ def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
 
     The testbench plays DRAM: it feeds the input stream and drains the output stream as fast
     as the hardware takes them, or throttled to ``io_bits_per_cycle`` bits per core cycle.
-    The mapping (unless ``mapping`` is given) is :func:`rowstat.gen.mapping.map_layer`'s for
-    ``objective`` and this link, the one the model (``rowstat model``) chooses too; stats["model"]
+    The mapping (unless ``mapping`` is given) is :func:`rowstat.sim.model.choose_mapping`'s for
+    ``objective`` and this link, the one ``rowstat model`` predicts for; stats["model"]
     holds the model's prediction for it beside the measured cycles and counters
     (:func:`model_check`).
     With ``trace``, stats["trace"] has the cycle (from the first command word) at which each
@@ -76,8 +76,9 @@ def run_layer(arch, layer, ifmap, weights, bias=None, *, sim=None, waves=None,
     if io_bits_per_cycle is not None and not io_bits_per_cycle > 0:
         raise RowstatError(f"bad value for --io-bits-per-cycle: {io_bits_per_cycle}; "
                            f"allowed: a number > 0")
-    program = compile_layer(arch, layer, ifmap, weights, bias, mapping=mapping,
-                            io_bits_per_cycle=io_bits_per_cycle, objective=objective)
+    if mapping is None:
+        mapping = choose_mapping(arch, layer, objective, io_bits_per_cycle=io_bits_per_cycle)
+    program = compile_layer(arch, layer, ifmap, weights, bias, mapping=mapping)
     built = build(arch, "accelerator", sim, waves=bool(waves), progress=progress)
     with tempfile.TemporaryDirectory(prefix="rowstat-layer-") as tmp:
         tmp = Path(tmp)

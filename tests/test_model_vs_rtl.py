@@ -16,7 +16,7 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.sim.model import model_layer
+from rowstat.sim.model import choose_mapping, model_layer
 from rowstat.sim.run import CHECKED
 
 TINY = PRESETS["tiny"]
@@ -49,7 +49,7 @@ def check_run(arch, layer, io, seed):
     against the counters and a model computed here for the mapping the mapper picks."""
     x, w, b = data(layer, seed)
     _, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=io, progress=False)
-    mp = map_layer(arch, layer, io_bits_per_cycle=io)
+    mp = choose_mapping(arch, layer, io_bits_per_cycle=io)
     assert {k: stats["mapping"][k] for k in "nepqrtm"} == {k: getattr(mp, k) for k in "nepqrtm"}
     model = model_layer(arch, layer, mp, io_bits_per_cycle=io, ifmap=x)
     for key in COUNTS:
@@ -74,7 +74,7 @@ def test_a_run_maps_for_its_link():
     fastest without a link limit (e=2, t=2: 1,104 DRAM beats) is slower than one that moves
     less (e=3, t=1: 801 beats). A run at that rate must run the latter, as the model predicts."""
     layer = LayerSpec(N=1, C=13, H=5, W=8, M=6, R=3, S=3, padding=1)
-    free, linked = map_layer(TINY, layer), map_layer(TINY, layer, io_bits_per_cycle=3.0)
+    free, linked = map_layer(TINY, layer), choose_mapping(TINY, layer, io_bits_per_cycle=3.0)
     assert (free.e, free.t) == (2, 2) and (linked.e, linked.t) == (3, 1)
     stats, model = check_run(TINY, layer, 3.0, seed=11)
     assert (stats["mapping"]["e"], stats["mapping"]["t"]) == (3, 1)
@@ -93,7 +93,7 @@ def test_the_estimate_never_beats_the_link():
         while checked < 25:
             layer = random_layer(rng, arch, macs=None)
             io = rng.choice([None, 1.5, 4.8, 19.2])
-            mp = map_layer(arch, layer, io_bits_per_cycle=io)
+            mp = choose_mapping(arch, layer, io_bits_per_cycle=io)
             model = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             est = mp.estimate
             assert est["dram_in_beats"] == model.accesses["dram_read_words"], layer
