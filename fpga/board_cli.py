@@ -4,6 +4,7 @@
 """
 
 import argparse
+import signal
 import sys
 
 from ..gen.errors import RowstatError
@@ -50,7 +51,9 @@ def register(subparsers):
                         "(default: 12, 25 and 24 MHz)")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                    help=f"UART baud rate (default {DEFAULT_BAUD})")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--seeds", default="1", metavar="N[,N...]",
+                   help="nextpnr placement seeds; several run at once and the first that "
+                        "routes is kept (default 1)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="time allowed for each tool (default: no limit)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
@@ -77,6 +80,22 @@ def register(subparsers):
     p.set_defaults(func=cmd_host)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _seeds(text):
+    """The --seeds list: distinct integers >= 0, comma-separated."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise RowstatError(f"bad value for --seeds: {text!r}; allowed: distinct integers >= 0, "
+                           f"comma-separated (e.g. 1,2,3)")
+    return seeds
+
+
 def cmd_build(args):
     from ..gen.config import load_arch
     from .board import get_board
@@ -85,13 +104,19 @@ def cmd_build(args):
     check_freq(args.freq)
     preset = args.preset or board.preset
     arch = load_arch(preset, args.config, args.overrides)
+    seeds = _seeds(args.seeds)
+    # SIGTERM (kill PID) stops the build as Ctrl-C does: the tools are stopped and the report
+    # says "interrupted"
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = build_bitstream(board.name, arch, args.output, preset=preset, freq=args.freq,
-                                 baud=args.baud, seed=args.seed, timeout=args.timeout)
+                                 baud=args.baud, seeds=seeds, timeout=args.timeout)
     except BuildFailed as exc:
         print(f"rowstat: build failed: {exc} (report: {args.output}/report.json)",
               file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     res = report["resources"]
     print(f"wrote {report['bitstream']}: Fmax {report['fmax_mhz']:.1f} MHz (target "
           f"{report['target_mhz']:g}), " + ", ".join(
