@@ -182,7 +182,7 @@ def test_drain_matches_its_contract(preset, shift, relu, seed):
     expected = drain_model(arch, memory, cmd, bias, shift, relu)
     cmd["beats"] = len(expected)
     dut = Drain(arch, 14)
-    from rowstat.hw.output_stage import output_config_layout
+    from rowstat.gen.program import output_config_layout
     got = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -247,7 +247,7 @@ def test_drain_streams_one_psum_per_cycle(preset, shift):
     cmd["beats"] = len(expected)
     values = cmd["chunks"] * cmd["nchains"] * bw
     dut = Drain(arch, 14)
-    from rowstat.hw.output_stage import output_config_layout
+    from rowstat.gen.program import output_config_layout
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     took = {}

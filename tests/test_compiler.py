@@ -13,7 +13,8 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError, RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import COUNTERS, BlockKind, Op, Wait, encode_command, header_beat
+from rowstat.gen.program import (COUNTERS, BlockKind, Op, Target, Wait, commands, decode_args,
+                                 encode_command, header_beat)
 from rowstat.sim.golden import golden_layer
 from rowstat.sim.program_model import HazardError, ModelError, ProgramModel, run_program
 
@@ -148,11 +149,7 @@ def test_structures(arch, layer, force, features):
 
 
 def command_positions(cmd):
-    pos, out = 0, []
-    while pos < len(cmd):
-        out.append(pos)
-        pos += 1 + ((cmd[pos] >> 8) & 0xFF)
-    return out
+    return [pos for pos, *_ in commands(cmd)]
 
 
 def test_every_wait_is_needed():
@@ -162,9 +159,8 @@ def test_every_wait_is_needed():
     x, w, b = layer_data(TINY, layer, 1)
     mp = map_layer(TINY, layer, p=2, q=1, e=3)
     prog = compile_layer(TINY, layer, x, w, b, mapping=mp)
-    waiting = [pos for pos in command_positions(prog.cmd)
-               if (prog.cmd[pos] >> 4) & 0xF and Op(prog.cmd[pos] & 0xF) in (Op.LOAD, Op.PASS,
-                                                                            Op.DRAIN)]
+    waiting = [pos for pos, op, wait, _ in commands(prog.cmd)
+               if wait and op in (Op.LOAD, Op.PASS, Op.DRAIN)]
     assert len(waiting) > 10
     for pos in waiting:
         cmd = list(prog.cmd)
@@ -191,7 +187,7 @@ def test_model_contract_errors():
     beats = run_program(TINY, prog.cmd[:pos] + fence + prog.cmd[pos:], prog.data).beats
     np.testing.assert_array_equal(decode_output(prog, beats)[0], golden_layer(TINY, layer, x, w, b))
     # a PASS that reads GLB words nobody wrote
-    passes = [pos for pos in command_positions(prog.cmd) if prog.cmd[pos] & 0xF == Op.PASS]
+    passes = [pos for pos, op, *_ in commands(prog.cmd) if op == Op.PASS]
     cmd = list(prog.cmd)
     cmd[passes[0] + 1] += 100                   # filter streamer base
     with pytest.raises(ModelError, match="never written|reads filter"):
@@ -307,3 +303,28 @@ def test_plan_is_the_compiled_program_without_data(name, arch):
         assert plan.cmd == [] and plan.data == []
         assert plan.out_beats == program.out_beats
         assert sum(a["count"] for op, _, a in plan.steps if op == Op.LOAD) == len(program.data)
+
+
+def test_model_tag_tables_are_as_deep_as_the_rtls():
+    """The RTL's tag tables hold tag_depth entries: 64 on tiny (4 * 3 * 4 = 48 destinations,
+    rounded up to a power of two). The model's do too, so it rejects a program that would
+    overflow them, by a LOAD past the end or a PASS streaming to more tags."""
+    assert TINY.tag_depth == 64
+
+    def load(addr, count):
+        return encode_command(TINY, Op.LOAD, {"target": Target.IFMAP_TAGS, "addr": addr,
+                                              "count": count})
+    run_program(TINY, load(62, 2), [0, 0])       # the last two entries
+    with pytest.raises(ModelError, match="entries 63..64 exceed the table's 64"):
+        run_program(TINY, load(63, 2), [0, 0])
+
+    layer = LayerSpec(N=1, C=2, H=5, W=5, M=2, R=2, S=2)
+    x, w, b = layer_data(TINY, layer, 2)
+    prog = compile_layer(TINY, layer, x, w, b)
+    pos, op, wait, words = next(c for c in commands(prog.cmd) if c[1] == Op.PASS)
+    args = decode_args(TINY, Op.PASS, words)
+    args["ifmap"]["ntags"] = TINY.tag_depth + 1
+    cmd = list(prog.cmd)
+    cmd[pos:pos + 1 + len(words)] = encode_command(TINY, Op.PASS, args, wait=wait)
+    with pytest.raises(ModelError, match="ntags=65 exceeds the tag table's 64 entries"):
+        run_program(TINY, cmd, prog.data)

@@ -6,7 +6,8 @@ from amaranth.hdl import Const
 from amaranth.sim import Simulator
 
 from rowstat.gen.config import PRESETS
-from rowstat.hw.output_stage import OutputStage, output_config_layout
+from rowstat.gen.program import output_config_layout
+from rowstat.hw.output_stage import OutputStage
 from rowstat.sim.golden import output_stage, wrap
 
 

@@ -11,7 +11,7 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import COUNTERS, Op, Wait, counter_beats, nargs
+from rowstat.gen.program import COUNTERS, Op, Wait, commands, counter_beats, nargs
 from rowstat.hw.drain import DRAIN_LATENCY
 from rowstat.sim.model import model_layer
 from rowstat.sim.timing import program_cycles
@@ -120,10 +120,7 @@ def test_command_issue_times_match_the_rtl_until_the_first_pass_ends():
     program = compile_layer(TINY, layer, x, w, mapping=mp)
     tl = program_cycles(TINY, program.steps)
     taken = stats["trace"]["cmd_cycles"]
-    heads, k = [], 0
-    while k < len(program.cmd):
-        heads.append(k)
-        k += 1 + ((program.cmd[k] >> 8) & 0xFF)
+    heads = [pos for pos, *_ in commands(program.cmd)]
     # a command issues the cycle before the controller takes the next header word
     rtl_issue = [taken[h] - 1 for h in heads[1:]]
     first_pass = next(k for k, (op, _, _) in enumerate(program.steps) if op == Op.PASS)
