@@ -4,7 +4,7 @@ them). Nothing in rowstat imports this package: it sits on top of every layer.""
 
 import argparse
 
-from .. import __version__
+from ..version import __version__
 from . import board, demo, generate, model, sweep
 from .common import run_command
 

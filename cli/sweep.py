@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from ..gen.errors import RowstatError
-from .common import arch_from_args, arch_options
+from .common import arch_from_args, arch_options, run_command
 
 __all__ = ["add_parser", "cmd_sweep", "main"]
 
@@ -86,8 +86,9 @@ def cmd_sweep(args):
 
 def main(argv=None):
     """``rowstat sweep`` on its own: the arguments after ``sweep``."""
-    from . import main as rowstat_main
-    return rowstat_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="rowstat")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run_command(parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..gen.config import ArchConfig, parse_int
 from ..gen.errors import ConfigError, RowstatError
 from ..gen.verilog import TOPS, write_atomic, write_json

@@ -9,7 +9,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from .. import __version__
+from ..version import __version__
 from .errors import RowstatError
 
 __all__ = ["TOPS", "register_top", "make_top", "generate", "port_list", "write_atomic",
