@@ -365,15 +365,15 @@ class ProgramModel:
             raise ModelError(f"{self._where}: {gin} streamer with chunks={chunks} and ntags=0")
         if last >= wpb:
             raise ModelError(f"{self._where}: {gin} streamer last={last}, a beat has {wpb} words")
+        if ntags > len(self.tags[tag_target]):
+            raise ModelError(f"{self._where}: {gin} streamer ntags={ntags} exceeds the tag "
+                             f"table's {len(self.tags[tag_target])} entries")
         nbeats = chunks * ntags
         nwords = -(-nbeats // per_word)
         words = self._glb_read(space, base, nwords)
         beats = _fields(words, bits, per_word * wpb).reshape(-1, wpb)[:nbeats]
         beats = beats.reshape(chunks, ntags, wpb)
         table = self.tags[tag_target]
-        if ntags > len(table):
-            raise ModelError(f"{self._where}: {gin} streamer ntags={ntags} exceeds the tag "
-                             f"table's {len(table)} entries")
         tags = []
         for i in range(ntags):
             if table[i] is None:

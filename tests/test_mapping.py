@@ -6,17 +6,13 @@ import random
 
 import pytest
 
-from rowstat.gen.config import PRESETS
+from conftest import EYERISS, ODD, SMALL_GLB, TINY, random_layer
 from rowstat.gen.errors import MappingError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import Mapping, map_layer, stream_geometry
 from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_MAPPING
 from rowstat.gen.placement import ceil_div
 
-TINY = PRESETS["tiny"]
-EYERISS = PRESETS["eyeriss"]
-ODD = TINY.replace(rows=5, cols=7)
-SMALL_GLB = TINY.replace(glb_banks=3, glb_bank_depth=64)
 ARCHS = {"tiny": TINY, "odd": ODD, "eyeriss": EYERISS, "small_glb": SMALL_GLB}
 
 
@@ -69,22 +65,12 @@ def check_legal(arch, layer, mp):
     assert mp.cycles == est["cycles"] and mp.utilization == est["utilization"]
 
 
-def random_layer(rng, arch):
-    g = rng.choice([1, 1, 2, 3])
-    R = rng.randint(1, arch.rows)
-    S = rng.randint(1, min(arch.ifmap_spad_depth, 7))
-    pad = rng.randint(0, min(R, S) - 1)
-    return LayerSpec(N=rng.randint(1, 4), C=g * rng.randint(1, 40), H=rng.randint(R, 40),
-                     W=rng.randint(S, 40), M=g * rng.randint(1, 40), R=R, S=S,
-                     stride=rng.randint(1, 4), padding=pad, groups=g)
-
-
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_random_layers_map_legally(name):
     arch = ARCHS[name]
     rng = random.Random(f"mapping-{name}")
     for _ in range(40):
-        layer = random_layer(rng, arch)
+        layer = random_layer(rng, arch, n=4, c=(1, 40), hw=40, s=7)
         check_legal(arch, layer, map_layer(arch, layer))
 
 
