@@ -9,7 +9,7 @@ import pytest
 from conftest import EYERISS, ODD, SMALL_GLB, TINY, random_layer
 from rowstat.gen.errors import MappingError
 from rowstat.gen.layer import LayerSpec
-from rowstat.gen.mapping import Mapping, map_layer, stream_geometry
+from rowstat.gen.mapping import Mapping, map_layer
 from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_MAPPING
 from rowstat.gen.placement import ceil_div
 
@@ -40,7 +40,7 @@ def check_legal(arch, layer, mp):
     assert mp.channel_blocks == ceil_div(layer.C_per_group, q * r)
     assert m % (p * t) == 0 and mp.sub_blocks == m // (p * t)
     assert mp.m_blocks == ceil_div(layer.M_per_group, m)
-    assert m <= getattr(arch, "bias_depth", 1024) // mp.bias_buffers
+    assert m <= arch.bias_depth // mp.bias_buffers
     assert mp.passes == (layer.groups * mp.m_blocks * mp.sub_blocks * mp.image_blocks
                          * mp.strips * mp.channel_blocks)
     # GLB layout
@@ -50,7 +50,7 @@ def check_legal(arch, layer, mp):
     assert mp.psum_regions >= mp.sub_blocks
     assert mp.psum_regions * mp.psum_region <= (arch.glb_banks - mp.split) * D
     assert mp.filter_buffers * mp.filter_region <= arch.glb_filter_banks * D
-    wpb_p = stream_geometry(arch)["psum"][0]
+    wpb_p = arch.psums_per_beat
     assert mp.psum_region == t * e * ceil_div(n * layer.F * p, wpb_p)
     # placements: the shapes of a full and of the last strip, fitting the array and its IDs
     for pl, e_s in ((mp.placement, e), (mp.placement_last, mp.e_last)):

@@ -66,3 +66,15 @@ def test_disassemble():
     assert disassemble(TINY, words) == ["0: LOAD target=IDS addr=0 count=9",
                                         "1: FENCE wait=LOAD|PASS ",
                                         "2: ??? opcode 15 (word 4)"]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_pe_config_layout_is_the_pes(preset):
+    # rowstat.hw.pe still has its own copy of the layout and its widths (to go when the PE
+    # imports them from the command set and the configuration): they must agree meanwhile.
+    from rowstat.gen.program import pe_config_layout
+    from rowstat.hw import pe
+    arch = PRESETS[preset]
+    assert pe.pe_config_layout(arch) == pe_config_layout(arch)
+    assert (pe.pe_f_width(arch), pe.pe_rows_width(arch), pe.pe_stream_limit(arch)) == \
+        (arch.pe_f_width, arch.pe_rows_width, arch.pe_stream_limit)
