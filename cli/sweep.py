@@ -89,7 +89,3 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="rowstat")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return run_command(parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
