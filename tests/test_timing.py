@@ -10,14 +10,16 @@ from rowstat import run_layer
 from rowstat.gen.compiler import compile_layer
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import COUNTERS, Op, Wait, commands, counter_beats, nargs
+from rowstat.gen.program import COUNTERS, Op, Wait, commands, counter_beats
 from rowstat.hw.drain import DRAIN_LATENCY
 from rowstat.sim.model import model_layer
 from rowstat.sim.timing import program_cycles
 
 
-def words(arch, op):
-    return nargs(arch, op) + 1
+#: Command words on tiny, by hand: a header and the arguments in 32-bit words. LAYER: the PE
+#: configuration (p, q, S: 4 bits each; F 12; U 4; n_rows 13; psum_in_en 1 = 42), the output
+#: stage (1 + 5 + 1) and the split (3): 52 bits, two words. LOAD: 4 + 20 + 24 = 48 bits, two.
+LAYER_WORDS = LOAD_WORDS = 3
 
 
 def test_loads_run_one_after_another_and_counters_wait_for_all():
@@ -28,8 +30,8 @@ def test_loads_run_one_after_another_and_counters_wait_for_all():
              (Op.COUNTERS, 0, {"clear": 1})]
     tl = program_cycles(a, steps)
     # Each command: its words one per cycle, then it issues; the next header the cycle after.
-    layer = words(a, Op.LAYER)
-    load1 = layer + 1 + words(a, Op.LOAD)
+    layer = LAYER_WORDS
+    load1 = layer + 1 + LOAD_WORDS
     end1 = load1 + 1 + 10                       # a beat per cycle, busy from the next cycle
     load2 = end1                                # the loader is busy until then
     end2 = load2 + 1 + 5
@@ -47,13 +49,13 @@ def test_a_load_overlaps_a_pass_unless_it_waits_for_it():
     free = [(Op.LAYER, 0, {"pe": pe}), (Op.PASS, 0, pas), (Op.LOAD, 0, {"count": 3})]
     waits = free[:2] + [(Op.LOAD, int(Wait.PASS), {"count": 3})]
     t_free, t_wait = program_cycles(a, free), program_cycles(a, waits)
-    assert t_free.issue[2] == t_free.issue[1] + 1 + words(a, Op.LOAD)
+    assert t_free.issue[2] == t_free.issue[1] + 1 + LOAD_WORDS
     assert t_wait.issue[2] == t_wait.end[1] > t_free.issue[2]
 
 
 def test_drain_runs_a_psum_per_cycle():
     a = TINY
-    ppw = a.psum_bus_width // a.psum_width
+    ppw = 2                                     # psums per GLB word: 48 / 24 bits
     drain = {"base": 0, "chunks": 5, "nchains": 3, "last": 0, "p": 2, "chains_per_tc": 3,
              "bias_base": 0, "beats": 7}
     tl = program_cycles(a, [(Op.LAYER, 0, {"pe": {}}), (Op.DRAIN, 0, drain)])
