@@ -222,25 +222,26 @@ def test_zero_gating_counts():
         layer_accesses(TINY, layer, mp, ifmap=x[0])
 
 
+def test_energy_by_hand():
+    """A few accesses on tiny (8-bit data, 24-bit psums, 48-bit GLB words and beats) with the
+    default costs, in 16-bit MACs: each access costs its level's cost x its bits / 16."""
+    layer = LayerSpec(N=1, C=4, H=8, W=8, M=4, R=3, S=3, padding=1, shift=4)
+    a = dict.fromkeys(model_layer(TINY, layer).accesses, 0)
+    a.update(dram_ifmap_words=10,                          # 200 x 10 x 3 = 6000
+             glb_psum_reads=5, filter_buffer_writes=2,     # 6 x 7 x 3 = 126
+             noc_filter_words=7, noc_psum_local_words=4,   # 2 x (7 x 0.5 + 4 x 1.5) = 19
+             spad_ifmap_reads=8, spad_psum_writes=2,       # 1 x (8 x 0.5 + 2 x 1.5) = 7
+             macs=32)                                      # 1 x 32 x 0.5 = 16
+    e = layer_energy(a, arch=TINY)
+    assert {k: e[k] for k in ("dram", "glb", "noc", "spad", "mac", "total")} == \
+        {"dram": 6000, "glb": 126, "noc": 19, "spad": 7, "mac": 16, "total": 6168}
+
+
 def test_energy_arithmetic():
     layer = LayerSpec(N=1, C=4, H=8, W=8, M=4, R=3, S=3, padding=1, shift=4)
     m = model_layer(TINY, layer)
     a, e = m.accesses, m.energy
-    wb = 16
-    assert e["dram"] == pytest.approx(
-        200 * (a["dram_read_words"] + a["dram_write_words"]) * TINY.dram_width / wb)
-    assert e["glb"] == pytest.approx(6 * (a["glb_reads"] + a["glb_writes"]
-                                          + a["filter_buffer_reads"] + a["filter_buffer_writes"])
-                                     * TINY.glb_width / wb)
-    assert e["noc"] == pytest.approx(2 * (
-        a["noc_filter_words"] * TINY.weight_width + a["noc_ifmap_words"] * TINY.act_width
-        + (a["noc_psum_in_words"] + a["noc_psum_out_words"] + a["noc_psum_local_words"])
-        * TINY.psum_width) / wb)
-    assert e["spad"] == pytest.approx((
-        (a["spad_filter_reads"] + a["spad_filter_writes"]) * TINY.weight_width
-        + (a["spad_ifmap_reads"] + a["spad_ifmap_writes"]) * TINY.act_width
-        + (a["spad_psum_reads"] + a["spad_psum_writes"]) * TINY.psum_width) / wb)
-    assert e["mac"] == pytest.approx(a["macs"] * 8 / 16)
+    assert e == layer_energy(a, arch=TINY)
     assert e["total"] == pytest.approx(sum(e[k] for k in ENERGY_LEVELS))
     for level, parts in m.energy_by_type.items():
         assert sum(parts.values()) == pytest.approx(e[level])
