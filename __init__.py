@@ -1,6 +1,7 @@
 """rowstat: a generator of row-stationary DNN accelerators."""
 
-__version__ = "0.1.0"
+# Absolute: pytest imports this file on its own too (the repository root is the package).
+from rowstat.version import __version__
 
 __all__ = ["__version__", "run_layer"]
 

@@ -16,6 +16,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..gen.verilog import register_top
 from .hostlink import HostLink
 from .protocol import arch_key_bytes
 from .uart import uart_divisor
@@ -108,6 +109,9 @@ class BoardCore(wiring.Component):
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx), self.busy.eq(accel.busy),
                      self.errors.eq(link.errors)]
         return m
+
+
+register_top("board", BoardCore)
 
 
 class BoardTop(Elaboratable):

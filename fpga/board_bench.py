@@ -6,18 +6,13 @@ data beats), ``out_beats``, ``divisor`` (clocks per UART bit), ``max_cycles`` an
 (where the output beats go, .npy). The report has the cycles and the bytes each way.
 """
 
-import json
-import os
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, Timer
 
 from rowstat.fpga.protocol import HostSession
 from rowstat.gen.config import ArchConfig
-
-CLOCK_NS = 10
+from rowstat.sim.bench import CLOCK_NS, bench_args, start, write_report
 
 
 async def send_byte(pin, byte, bit_ns):
@@ -40,20 +35,13 @@ async def receive_byte(pin, bit_ns):
 
 @cocotb.test()
 async def board_program(dut):
-    args = json.loads(open(os.environ["ROWSTAT_BENCH_ARGS"]).read())
+    args = bench_args()
     arch = ArchConfig(**args["arch"])
     data = np.load(args["data_file"], allow_pickle=True).tolist()
     session = HostSession(arch, args["cmd"], data, args["out_beats"])
     bit_ns = args["divisor"] * CLOCK_NS
 
-    Clock(dut.clk, CLOCK_NS, unit="ns").start()
-    dut.rx.value = 1
-    dut.rst.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
+    await start(dut, {"rx": 1}, settle=3)        # the UART line idles high
 
     async def host_rx():
         while True:
@@ -76,7 +64,5 @@ async def board_program(dut):
                 f"{session.bytes_total} bytes sent, {len(session.beats)} of "
                 f"{session.out_beats} output beats back, INFO {session.info}")
     np.save(args["out_file"], np.array(session.beats, dtype=object), allow_pickle=True)
-    with open(os.environ["ROWSTAT_BENCH_REPORT"], "w") as fh:
-        json.dump({"cycles": elapsed // CLOCK_NS, "bytes_sent": session.sent,
-                   "bytes_received": session.bytes_received,
-                   "errors": session.info["errors"]}, fh)
+    write_report({"cycles": elapsed // CLOCK_NS, "bytes_sent": session.sent,
+                  "bytes_received": session.bytes_received, "errors": session.info["errors"]})

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..gen.errors import RowstatError
 from ..gen.verilog import write_json
 from . import yosys

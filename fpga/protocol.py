@@ -87,19 +87,10 @@ def frame(opcode, items=(), item_bytes=4):
 
 def _load_counts(arch, cmd):
     """For each command of ``cmd``: (first word, words, data beats it consumes)."""
-    from ..gen.program import Op, load_layout
-    count = load_layout(arch)["count"]
-    out, pos = [], 0
-    while pos < len(cmd):
-        head = int(cmd[pos])
-        op, nargs = head & 0xF, (head >> 8) & 0xFF
-        beats = 0
-        if op == Op.LOAD:
-            value = sum(int(cmd[pos + 1 + k]) << (32 * k) for k in range(nargs))
-            beats = (value >> count.offset) & ((1 << count.width) - 1)
-        out.append((pos, 1 + nargs, beats))
-        pos += 1 + nargs
-    return out
+    from ..gen.program import Op, commands, decode_args
+    return [(pos, 1 + len(words),
+             decode_args(arch, Op.LOAD, words)["count"] if opcode == Op.LOAD else 0)
+            for pos, opcode, wait, words in commands(cmd)]
 
 
 def program_frames(arch, cmd, data):

@@ -27,16 +27,17 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..gen.config import ArchConfig, parse_int
 from ..gen.errors import ConfigError, RowstatError
 from ..gen.verilog import TOPS, write_atomic, write_json
+from . import board  # noqa: F401  (adds the board top to TOPS)
 from . import yosys
 
 __all__ = [
     "FLOW_VERSION", "parse_vary", "grid", "point_hash", "run_point", "run_sweep",
     "fit_cost_per_pe", "area_metric", "csv_columns", "write_csv", "write_report", "write_plots",
-    "format_summary", "command_line",
+    "format_summary", "command_line", "require_dask",
 ]
 
 #: Bump when the flow changes in a way that changes results: cached points are then redone.
@@ -252,12 +253,18 @@ def _future_result(task, get_result):
         return failed
 
 
-def _run_dask(tasks, scheduler, bar, on_result):
+def require_dask():
+    """Fail in one line, naming the extra to install, when Dask is missing (it is optional)."""
     try:
-        from distributed import Client, as_completed
+        import distributed  # noqa: F401
     except ImportError:
-        raise RowstatError("--scheduler needs Dask: install it with "
-                           "`pip install distributed`") from None
+        raise RowstatError("--scheduler needs Dask, which is not installed: install the dask "
+                           "extra (pip install 'rowstat[dask]')") from None
+
+
+def _run_dask(tasks, scheduler, bar, on_result):
+    require_dask()
+    from distributed import Client, as_completed
     if isinstance(scheduler, Client):
         client, own = scheduler, False
     else:

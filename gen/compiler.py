@@ -41,17 +41,17 @@ import numpy as np
 
 from ..hw.array import id_chain_words
 from .errors import MappingError, RowstatError
-from .mapping import map_layer, stream_geometry
+from .mapping import map_layer
 from .placement import ceil_div
-from .program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait, header_beats_max,
-                      encode_command, parse_header)
+from .program import (ARG_LAYOUTS, COUNT, COUNTERS, TAGS, BlockKind, Op, Target, Wait,
+                      header_beats_max, encode_command, parse_header)
 from .program import counter_beats as program_counter_beats
 
 __all__ = ["Program", "DrainBlock", "DataError", "FramingError", "compile_layer", "plan_layer",
            "decode_output", "check_inputs"]
 
-_COUNT_MAX = (1 << 20) - 1
-_TAGS_MAX = (1 << 12) - 1
+_COUNT_MAX = (1 << COUNT) - 1
+_TAGS_MAX = (1 << TAGS) - 1
 
 
 class DataError(RowstatError, ValueError):
@@ -380,7 +380,7 @@ def _compile(arch, layer, x, w, b, mapping, dry):
     mp = mapping if mapping is not None else map_layer(arch, layer)
     if mp.arch != arch or mp.layer != layer:
         raise MappingError("the mapping was made for another architecture or layer")
-    geo = stream_geometry(arch)
+    geo = arch.stream_geometry
     wpb_f, _, pw_f = geo["filter"]
     wpb_i, _, pw_i = geo["ifmap"]
     wpb_p, _, _ = geo["psum"]
@@ -392,7 +392,7 @@ def _compile(arch, layer, x, w, b, mapping, dry):
     Cpad, Mpad = cbs * q * r, mp.m_blocks * m
     shift_en = layer.shift is not None
     out_bits = arch.act_width if shift_en else arch.psum_width
-    out_per_beat = arch.dram_width // out_bits
+    out_per_beat = arch.out_words_per_beat(shift_en)
 
     if not dry:
         xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))[:, :, :, :Wp]
@@ -635,7 +635,7 @@ def decode_output(program, beats):
 
     bits = program.out_bits
     per_beat = width // bits
-    wpb = stream_geometry(arch)["psum"][0]
+    wpb = arch.psums_per_beat
     out = np.zeros(layer.ofmap_shape, dtype=np.int64)
     filled = np.zeros(layer.ofmap_shape, dtype=bool)
     cache = {}

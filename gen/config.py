@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides", "parse_int"]
+__all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides", "parse_int", "bits_for"]
 
 
 #: Narrowest external beat: an output header (rowstat.gen.program.header_beat) must count the
@@ -15,7 +15,7 @@ __all__ = ["ArchConfig", "PRESETS", "load_arch", "parse_overrides", "parse_int"]
 _HEADER_MIN_WIDTH = 32
 
 
-def _bits(n):
+def bits_for(n):
     """Bits needed to hold the unsigned values 0..n."""
     return max(1, int(n).bit_length())
 
@@ -124,39 +124,39 @@ class ArchConfig:
     @property
     def row_id_width(self):
         """Bits of a multicast row tag/ID (one X-bus per PE row; copies of a set need distinct IDs)."""
-        return _bits(self.rows - 1)
+        return bits_for(self.rows - 1)
 
     @property
     def col_id_width(self):
         """Bits of a filter/psum col tag/ID."""
-        return _bits(self.cols - 1)
+        return bits_for(self.cols - 1)
 
     @property
     def ifmap_col_id_width(self):
         """Bits of an ifmap col tag/ID: ifmap rows in view of one set go up to rows + cols - 1
         at stride 1 and further at larger strides, hence wider than the filter one."""
-        return _bits(4 * (self.cols - 1) + self.rows - 1)
+        return bits_for(4 * (self.cols - 1) + self.rows - 1)
 
     @property
     def filter_addr_width(self):
-        return _bits(self.filter_spad_depth - 1)
+        return bits_for(self.filter_spad_depth - 1)
 
     @property
     def ifmap_addr_width(self):
-        return _bits(self.ifmap_spad_depth - 1)
+        return bits_for(self.ifmap_spad_depth - 1)
 
     @property
     def psum_addr_width(self):
-        return _bits(self.psum_spad_depth - 1)
+        return bits_for(self.psum_spad_depth - 1)
 
     @property
     def glb_addr_width(self):
-        return _bits(self.glb_bank_depth - 1)
+        return bits_for(self.glb_bank_depth - 1)
 
     @property
     def tag_depth(self):
         """Entries of each streamer's tag table (destinations of one pass's stream)."""
-        return 1 << _bits(4 * self.rows * self.cols - 1)
+        return 1 << bits_for(4 * self.rows * self.cols - 1)
 
     @property
     def bias_depth(self):
@@ -165,7 +165,49 @@ class ArchConfig:
         the psum space is at most ``glb_banks - 1`` banks, as the ifmaps take one or more):
         256 on the ``ice40`` preset, one block RAM rather than three."""
         return min(1024, max(1, self.glb_banks - 1) * self.glb_bank_depth
-                   * (self.psum_bus_width // self.psum_width))
+                   * self.psums_per_beat)
+
+    @property
+    def pe_stream_limit(self):
+        """Most ifmap words a PE takes in one pass: its stream is one destination's share of a
+        region of the GLB's ifmap space, so n_rows, F and a row's words are at most this. The
+        ifmap space is at most ``glb_banks - 1`` banks, as the psums take one bank or more."""
+        return (max(1, self.glb_banks - 1) * self.glb_bank_depth
+                * (self.glb_width // self.act_width))
+
+    @property
+    def pe_f_width(self):
+        """Width of the ofmap row width F in the PE configuration: up to 4095, or the stream
+        limit if smaller."""
+        return min(12, bits_for(self.pe_stream_limit))
+
+    @property
+    def pe_rows_width(self):
+        """Width of n_rows, the 1-D convolutions (ifmap rows) of a pass: up to 65535, or the
+        stream limit if smaller."""
+        return min(16, bits_for(self.pe_stream_limit))
+
+    @property
+    def stream_geometry(self):
+        """Beat geometry of the three GINs: {"filter"|"ifmap"|"psum": (words per beat, word
+        bits, beats per GLB word)}."""
+        out = {}
+        for name, bus, word in (("filter", self.filter_bus_width, self.weight_width),
+                                ("ifmap", self.ifmap_bus_width, self.act_width),
+                                ("psum", self.psum_bus_width, self.psum_width)):
+            wpb = bus // word
+            out[name] = (wpb, word, self.glb_width // (wpb * word))
+        return out
+
+    @property
+    def psums_per_beat(self):
+        """Psums per psum GIN/GON beat and per psum-space GLB access."""
+        return self.psum_bus_width // self.psum_width
+
+    def out_words_per_beat(self, requantize):
+        """Output values per data-out beat: activations when the layer requantizes, else
+        psums."""
+        return self.dram_width // (self.act_width if requantize else self.psum_width)
 
     @property
     def glb_bytes(self):

@@ -37,35 +37,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..hw.drain import DRAIN_LATENCY
-from ..hw.pe import PE_U_WIDTH, pe_f_width, pe_rows_width, pe_stream_limit
 from . import schedule
 from .errors import MappingError
 from .schedule import COMMAND_START
-from .program import Op, nargs
+from .program import COUNT, PE_U_WIDTH, TAGS, Op, nargs
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "needs_ranking", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX"]
+__all__ = ["Mapping", "map_layer", "needs_ranking", "config_beats", "OBJECTIVES", "PE_U_MAX"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
 PE_U_MAX = (1 << PE_U_WIDTH) - 1    # PE config U field
-COUNT_MAX = (1 << 20) - 1       # command count/address fields (rowstat.gen.program.COUNT)
-TAGS_MAX = (1 << 12) - 1        # tag table sizes (rowstat.gen.program.TAGS)
-
-
-def _bias_depth(arch):
-    return getattr(arch, "bias_depth", 1024)
-
-
-def stream_geometry(arch):
-    """Beat geometry of the three GINs: {"filter"|"ifmap"|"psum": (words per beat, word bits,
-    beats per GLB word)}."""
-    out = {}
-    for name, bus, word in (("filter", arch.filter_bus_width, arch.weight_width),
-                            ("ifmap", arch.ifmap_bus_width, arch.act_width),
-                            ("psum", arch.psum_bus_width, arch.psum_width)):
-        wpb = bus // word
-        out[name] = (wpb, word, arch.glb_width // (wpb * word))
-    return out
+COUNT_MAX = (1 << COUNT) - 1    # command count/address fields
+TAGS_MAX = (1 << TAGS) - 1      # tag table sizes
 
 
 def _rows_in_view(widths, R, U):
@@ -161,7 +144,7 @@ class Mapping:
 
     def psum_chunks(self):
         """Psum beats per chain per pass (n*F*p psums per chain)."""
-        wpb = stream_geometry(self.arch)["psum"][0]
+        wpb = self.arch.stream_geometry["psum"][0]
         return ceil_div(self.n * self.layer.F * self.p, wpb)
 
     def to_params(self):
@@ -196,15 +179,14 @@ class _Ctx:
         self.Cg, self.Mg = layer.C_per_group, layer.M_per_group
         self.E, self.F, self.R, self.S, self.U = layer.E, layer.F, layer.R, layer.S, layer.stride
         self.Wp = self.U * (self.F - 1) + self.S
-        geo = stream_geometry(arch)
+        geo = arch.stream_geometry
         self.wpb_f, _, self.pw_f = geo["filter"]
         self.wpb_i, _, self.pw_i = geo["ifmap"]
         self.wpb_p, _, self.pw_p = geo["psum"]
         self.depth = arch.glb_bank_depth
         self.fbuf = arch.glb_filter_banks * arch.glb_bank_depth
-        self.bias_depth = _bias_depth(arch)
-        bits = arch.act_width if layer.shift is not None else arch.psum_width
-        self.out_per_beat = arch.dram_width // bits
+        self.bias_depth = arch.bias_depth
+        self.out_per_beat = arch.out_words_per_beat(layer.shift is not None)
         self.io = io_bits_per_cycle
         # the command words around one pass (its filter and ifmap loads, the PASS, a drain),
         # taken one per cycle while the previous pass runs, and the issue cycle
@@ -327,19 +309,19 @@ def _check_layer(arch, layer):
                            f"{arch.filter_spad_depth}")
     if U > PE_U_MAX:
         raise MappingError(f"stride={U} exceeds the PE's stride field (at most {PE_U_MAX})")
-    f_max = (1 << pe_f_width(arch)) - 1
+    f_max = (1 << arch.pe_f_width) - 1
     if layer.F > f_max:
         # The field is narrower than 12 bits when the GLB could not hold a longer row anyway.
         why = "" if f_max >= (1 << 12) - 1 else (
             f": a row must fit the GLB's ifmap space, at most {max(1, arch.glb_banks - 1)} of "
             f"glb_banks={arch.glb_banks} banks (the psums take one) of "
-            f"glb_bank_depth={arch.glb_bank_depth} words, {pe_stream_limit(arch)} ifmaps")
+            f"glb_bank_depth={arch.glb_bank_depth} words, {arch.pe_stream_limit} ifmaps")
         raise MappingError(f"F={layer.F} exceeds the PE's ofmap row width field "
                            f"(at most {f_max}{why})")
     if R - 1 >= 1 << arch.ifmap_col_id_width:
         raise MappingError(f"R={R}: ifmap col ID {R - 1} does not fit in its "
                            f"{arch.ifmap_col_id_width}-bit field")
-    wpb, bits, per_word = stream_geometry(arch)["psum"]
+    wpb, bits, per_word = arch.stream_geometry["psum"]
     if per_word != 1:
         raise MappingError(
             f"psum beats of {wpb * bits} bits pack {per_word} to a {arch.glb_width}-bit GLB "
@@ -367,8 +349,8 @@ def _check_forced(arch, layer, forced):
         raise MappingError(f"e={forced['e']} exceeds E={layer.E}")
     if "m" in forced:
         m = forced["m"]
-        if m > _bias_depth(arch):
-            raise MappingError(f"m={m} exceeds the bias table ({_bias_depth(arch)} entries)")
+        if m > arch.bias_depth:
+            raise MappingError(f"m={m} exceeds the bias table ({arch.bias_depth} entries)")
         pt = forced.get("p", 1) * forced.get("t", 1)
         if m % pt:
             raise MappingError(f"m={m} is not a multiple of p*t={pt}")
@@ -378,7 +360,7 @@ def _search(c, forced, objective):
     """All candidates, best first: a list of (key, params dict)."""
     arch = c.arch
     E, R, U = c.E, c.R, c.U
-    rows_max = (1 << pe_rows_width(arch)) - 1
+    rows_max = (1 << arch.pe_rows_width) - 1
     ns = [d for d in _divisors(c.N) if forced.get("n", d) == d and d <= rows_max]
     ps = [p for p in range(1, min(arch.psum_spad_depth, c.Mg) + 1) if forced.get("p", p) == p]
     qmax = min(arch.ifmap_spad_depth // c.S, c.Cg)
@@ -433,7 +415,7 @@ def _search(c, forced, objective):
                        forced.get("m"))
         ok = ev["ok"] & (n_ * c.F * p_ <= COUNT_MAX * c.wpb_p)
         ok &= -(-n_ * c.Wp * q_ // c.wpb_i) <= COUNT_MAX
-        ok &= n_ * c.Wp * q_ <= pe_stream_limit(arch)      # the PE's row counters
+        ok &= n_ * c.Wp * q_ <= arch.pe_stream_limit      # the PE's row counters
         sel = np.flatnonzero(ok)
         if not sel.size:
             continue

@@ -1,9 +1,13 @@
 """The accelerator's command set: opcodes, argument layouts, load targets and output framing.
 
-One home for the format: the controller (rowstat.hw.controller) decodes with these layouts and
-the compiler (rowstat.gen.compiler) encodes with them, so the two cannot drift.
+One home for the format: the layouts, the field widths, the encoding and the decoding. The
+controller (rowstat.hw.controller) decodes with these layouts, the compiler (rowstat.gen.compiler)
+encodes with them, and the reference model (rowstat.sim.program_model), the host protocol
+(rowstat.fpga.protocol) and the tests decode with :func:`commands` and :func:`decode_args`, so
+none of them can drift. This module imports nothing from the hardware: the hardware imports it.
 
-Command stream: 32-bit words. A command is a header word followed by its argument words::
+Command stream: 32-bit words. A command is a header word (:data:`HEADER_LAYOUT`) followed by its
+argument words::
 
     header = opcode[3:0] | wait[7:4] | nargs[15:8]
 
@@ -23,20 +27,27 @@ ofmap words (packed little-endian, ``act_width`` bits each when the layer requan
 import enum
 import functools
 
-from amaranth.hdl import Const
 from amaranth.lib import data
 
+from .config import bits_for
+
 __all__ = [
+    "COUNT", "TAGS", "PE_U_WIDTH", "HEADER_LAYOUT",
     "Op", "Target", "Wait", "BlockKind", "COUNTERS", "counter_beats", "HEADER_MAGIC",
     "header_beats_max",
+    "pe_config_layout", "output_config_layout",
     "layer_layout", "load_layout", "pass_layout", "drain_layout", "counters_layout",
-    "streamer_layout", "ARG_LAYOUTS", "encode_command", "pack", "header_beat",
-    "parse_header",
+    "streamer_layout", "ARG_LAYOUTS", "nargs", "encode_command", "pack", "unpack",
+    "decode_header", "commands", "decode_args", "disassemble", "header_beat", "parse_header",
 ]
 
 COUNT = 20          # width of counts and GLB addresses in commands
-TAGS = 12           # width of tag-table sizes
+TAGS = 12           # width of tag-table sizes and chain table entries
+PE_U_WIDTH = 4      # width of the horizontal stride U in the PE configuration (up to 15)
 HEADER_MAGIC = 0xA5
+
+#: The header word of a command (bits 16 to 31 are zero).
+HEADER_LAYOUT = data.StructLayout({"op": 4, "wait": 4, "nargs": 8})
 
 
 class Op(enum.IntEnum):
@@ -81,10 +92,30 @@ def counter_beats(arch):
     return -(-arch.counter_width // arch.dram_width)
 
 
+def pe_config_layout(arch):
+    """The per-pass configuration of one PE (all counts are actual values, not minus one)."""
+    return data.StructLayout({
+        "p": bits_for(arch.psum_spad_depth),       # filters per PE, 1..psum_spad_depth
+        "q": bits_for(arch.ifmap_spad_depth),      # channels per PE, q*S <= ifmap_spad_depth
+        "S": bits_for(arch.ifmap_spad_depth),      # filter width
+        "F": arch.pe_f_width,                      # output columns per row
+        "U": PE_U_WIDTH,                           # horizontal stride
+        "n_rows": arch.pe_rows_width,              # rows (1-D convolutions) in this pass
+        "psum_in_en": 1,                           # add the psum_in stream to the outputs
+    })
+
+
+def output_config_layout(arch):
+    """The output stage's per-layer configuration (rowstat.hw.output_stage)."""
+    return data.StructLayout({
+        "shift_en": 1,                                  # requantize to act_width
+        "shift": range(arch.psum_width + 1),            # shifts beyond psum_width give 0/-1
+        "relu": 1,
+    })
+
+
 @functools.lru_cache(maxsize=None)
 def layer_layout(arch):
-    from ..hw.pe import pe_config_layout
-    from ..hw.output_stage import output_config_layout
     return data.StructLayout({
         "pe": pe_config_layout(arch),
         "out": output_config_layout(arch),
@@ -184,14 +215,74 @@ def _fields_of(layout):
     return hit[1]
 
 
+def unpack(layout, value):
+    """A (nested) dict of the fields of ``layout`` in the integer ``value`` (the inverse of
+    :func:`pack`)."""
+    out = {}
+    for name, offset, width, nested in _fields_of(layout):
+        raw = (value >> offset) & ((1 << width) - 1)
+        out[name] = unpack(nested, raw) if nested is not None else raw
+    return out
+
+
 def encode_command(arch, op, args=None, wait=0):
     """The 32-bit words of one command."""
     n = nargs(arch, op)
-    words = [int(op) | (int(wait) << 4) | (n << 8)]
+    words = [pack(HEADER_LAYOUT, {"op": int(op), "wait": int(wait), "nargs": n})]
     if n:
         value = pack(ARG_LAYOUTS[op](arch), args or {})
         words += [(value >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
     return words
+
+
+def decode_header(word):
+    """(opcode, wait mask, argument words) of a command header word (ints: the opcode may be
+    one that :class:`Op` does not know)."""
+    h = unpack(HEADER_LAYOUT, word)
+    return h["op"], h["wait"], h["nargs"]
+
+
+def commands(cmd):
+    """Walk a command stream: ``(position of the header, opcode, wait, argument words)`` per
+    command, the argument words as a list (shorter than announced if the stream ends early)."""
+    cmd = [int(v) for v in cmd]
+    pos = 0
+    while pos < len(cmd):
+        opcode, wait, n = decode_header(cmd[pos])
+        yield pos, opcode, wait, cmd[pos + 1:pos + 1 + n]
+        pos += 1 + n
+
+
+def decode_args(arch, op, words):
+    """The (nested) dict of the arguments of ``op`` from its argument words ({} for commands
+    without arguments)."""
+    if op not in ARG_LAYOUTS:
+        return {}
+    return unpack(ARG_LAYOUTS[op](arch), sum(int(w) << (32 * k) for k, w in enumerate(words)))
+
+
+def disassemble(arch, cmd):
+    """One line per command: ``index: OP [wait=UNITS] field=value ...`` (for debugging)."""
+    lines = []
+    for index, (pos, opcode, wait, words) in enumerate(commands(cmd)):
+        try:
+            op = Op(opcode)
+        except ValueError:
+            lines.append(f"{index}: ??? opcode {opcode} (word {pos})")
+            break
+        args = decode_args(arch, op, words)
+        if op == Op.LOAD and args["target"] in iter(Target):
+            args["target"] = Target(args["target"]).name
+
+        def flat(d, prefix=""):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    yield from flat(v, f"{prefix}{k}.")
+                else:
+                    yield f"{prefix}{k}={v}"
+        w = f" wait={Wait(wait).name or wait}" if wait else ""
+        lines.append(f"{index}: {op.name}{w} " + " ".join(flat(args)))
+    return lines
 
 
 def header_beats_max(arch):

@@ -9,32 +9,45 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
-from .. import __version__
+from ..version import __version__
 from .errors import RowstatError
 
-__all__ = ["TOPS", "make_top", "generate", "port_list", "write_atomic", "write_bytes_atomic",
-           "write_npy", "write_json"]
+__all__ = ["TOPS", "register_top", "make_top", "generate", "port_list", "write_atomic",
+           "write_bytes_atomic", "write_npy", "write_json"]
 
-#: Top-level components a user can generate. ``board`` is the accelerator behind the UART host
-#: link (rowstat.fpga.board.BoardCore) with the UART at SIM_DIVISOR clocks per bit.
-TOPS = ("pe", "array", "accelerator", "board")
+
+def _pe(arch):
+    from ..hw.pe import PE
+    return PE(arch)
+
+
+def _array(arch):
+    from ..hw.array import PEArray
+    return PEArray(arch)
+
+
+def _accelerator(arch):
+    from ..hw.accelerator import Accelerator
+    return Accelerator(arch)
+
+
+#: Top-level components a user can generate: name -> function of the arch that builds it. The
+#: hardware's tops are here; a higher layer adds its own with :func:`register_top` (importing
+#: rowstat.fpga.board adds ``board``, the accelerator behind the UART host link), so that this
+#: module does not import the layers above it.
+TOPS = {"pe": _pe, "array": _array, "accelerator": _accelerator}
+
+
+def register_top(name, factory):
+    """Make ``factory(arch)`` (a component) available as the top ``name``."""
+    TOPS[name] = factory
 
 
 def make_top(arch, top):
     """Instantiate the Amaranth component for ``top``."""
-    if top == "pe":
-        from ..hw.pe import PE
-        return PE(arch)
-    if top == "array":
-        from ..hw.array import PEArray
-        return PEArray(arch)
-    if top == "accelerator":
-        from ..hw.accelerator import Accelerator
-        return Accelerator(arch)
-    if top == "board":
-        from ..fpga.board import BoardCore
-        return BoardCore(arch)
-    raise RowstatError(f"bad value for --top: {top!r}; allowed: {', '.join(TOPS)}")
+    if top not in TOPS:
+        raise RowstatError(f"bad value for --top: {top!r}; allowed: {', '.join(TOPS)}")
+    return TOPS[top](arch)
 
 
 def port_list(component):

@@ -18,6 +18,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..gen.config import bits_for
 from .array import (PEArray, filter_beat_layout, filter_packet_layout, gon_packet_layout,
                     id_chain_layout, ifmap_beat_layout, ifmap_packet_layout, psum_beat_layout,
                     psum_packet_layout)
@@ -29,10 +30,6 @@ from .loader import Loader
 from .streamer import Streamer
 
 __all__ = ["Accelerator"]
-
-
-def _bits(n):
-    return max(1, int(n).bit_length())
 
 
 class Accelerator(wiring.Component):
@@ -61,10 +58,10 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         arch = self._arch
         m = Module()
-        space = _bits(arch.glb_banks * arch.glb_bank_depth - 1)
-        fspace = _bits(arch.glb_filter_banks * arch.glb_bank_depth - 1)
-        tag_addr = _bits(arch.tag_depth - 1)
-        chain_bits = _bits(arch.rows * arch.cols - 1)
+        space = bits_for(arch.glb_banks * arch.glb_bank_depth - 1)
+        fspace = bits_for(arch.glb_filter_banks * arch.glb_bank_depth - 1)
+        tag_addr = bits_for(arch.tag_depth - 1)
+        chain_bits = bits_for(arch.rows * arch.cols - 1)
         W = arch.glb_width
 
         m.submodules.array = array = self._array
@@ -72,7 +69,7 @@ class Accelerator(wiring.Component):
         m.submodules.glb = glb = GLB(arch)
         m.submodules.loader = loader = Loader(arch, widths={
             "ifmap": (space, W), "filt": (fspace, W),
-            "bias": (_bits(arch.bias_depth - 1), arch.psum_width),
+            "bias": (bits_for(arch.bias_depth - 1), arch.psum_width),
             "ids": id_chain_layout(arch).size,
             "ifmap_tags": (tag_addr, arch.row_id_width + arch.ifmap_col_id_width),
             "filt_tags": (tag_addr, arch.row_id_width + arch.col_id_width),
@@ -88,7 +85,7 @@ class Accelerator(wiring.Component):
         m.submodules.psum_stream = ps = Streamer(psum_packet_layout(arch),
                                                  psum_beat_layout(arch), space, W,
                                                  arch.tag_depth)
-        psum_beat_bits = (arch.psum_bus_width // arch.psum_width) * arch.psum_width
+        psum_beat_bits = arch.psums_per_beat * arch.psum_width
         m.submodules.collector = col = Collector(arch, gon_packet_layout(arch), psum_beat_bits,
                                                  space)
         m.submodules.drain = drain = Drain(arch, space)

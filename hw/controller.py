@@ -26,8 +26,9 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gen.program import (COUNTERS, ARG_LAYOUTS, BlockKind, Op, Wait, counter_beats,
-                           header_beat, layer_layout, nargs)
+from ..gen.program import (ARG_LAYOUTS, COUNT, COUNTERS, HEADER_LAYOUT, TAGS, BlockKind, Op,
+                           Wait, counter_beats, drain_layout, header_beat, layer_layout,
+                           load_layout, nargs, streamer_layout)
 from .array import tick_layout
 
 __all__ = ["Controller"]
@@ -70,7 +71,6 @@ class Controller(wiring.Component):
     def __init__(self, arch):
         self._arch = arch
         self._max_args = max(nargs(arch, op) for op in Op)
-        from ..gen.program import drain_layout, load_layout, streamer_layout
         super().__init__({
             "cmd": In(stream.Signature(32)),
             "layer": Out(layer_layout(arch)),
@@ -87,8 +87,8 @@ class Controller(wiring.Component):
             "array_busy": In(1),
             "array_tick": In(tick_layout(arch)),
             "collector_start": Out(1),
-            "collector_base": Out(20),
-            "collector_nchains": Out(12),
+            "collector_base": Out(COUNT),
+            "collector_nchains": Out(TAGS),
             "glb_reads": In(2), "glb_writes": In(2),
             "words_in": In(1), "words_out": In(1),
             "dump": Out(stream.Signature(arch.dram_width)),
@@ -99,9 +99,10 @@ class Controller(wiring.Component):
         arch = self._arch
         m = Module()
         state = Signal(_State)
-        op = Signal(4)
-        wait = Signal(4)
-        n_args = Signal(8)
+        head = data.View(HEADER_LAYOUT, self.cmd.payload[:HEADER_LAYOUT.size])
+        op = Signal(HEADER_LAYOUT["op"].width)
+        wait = Signal(HEADER_LAYOUT["wait"].width)
+        n_args = Signal(HEADER_LAYOUT["nargs"].width)
         args = Signal(32 * max(self._max_args, 1))
         got = Signal(8)
 
@@ -207,9 +208,9 @@ class Controller(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.HEADER):
                 with m.If(self.cmd.valid):
-                    m.d.sync += [op.eq(self.cmd.payload[0:4]), wait.eq(self.cmd.payload[4:8]),
-                                 n_args.eq(self.cmd.payload[8:16]), got.eq(0), args.eq(0)]
-                    with m.If(self.cmd.payload[8:16] == 0):
+                    m.d.sync += [op.eq(head.op), wait.eq(head.wait), n_args.eq(head.nargs),
+                                 got.eq(0), args.eq(0)]
+                    with m.If(head.nargs == 0):
                         m.d.sync += state.eq(_State.ISSUE)
                     with m.Else():
                         m.d.sync += state.eq(_State.ARGS)

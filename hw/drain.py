@@ -12,10 +12,10 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gen.program import BlockKind, drain_layout, header_beat
+from ..gen.program import BlockKind, drain_layout, header_beat, output_config_layout
 from .fifo import BlockFIFO
 from .glb import ReadPort, WritePort
-from .output_stage import OutputStage, output_config_layout
+from .output_stage import OutputStage
 
 __all__ = ["Drain", "DRAIN_LATENCY"]
 
@@ -38,7 +38,7 @@ class Drain(wiring.Component):
 
     def __init__(self, arch, addr_width):
         self._arch = arch
-        self._bw = arch.psum_bus_width // arch.psum_width     # psums per GLB word
+        self._bw = arch.psums_per_beat     # psums per GLB word
         super().__init__({
             "cmd": In(stream.Signature(drain_layout(arch))),
             "busy": Out(1),

@@ -15,15 +15,9 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["OutputStage", "output_config_layout"]
+from ..gen.program import output_config_layout
 
-
-def output_config_layout(arch):
-    return data.StructLayout({
-        "shift_en": 1,                                  # requantize to act_width
-        "shift": range(arch.psum_width + 1),            # shifts beyond psum_width give 0/-1
-        "relu": 1,
-    })
+__all__ = ["OutputStage"]
 
 
 class OutputStage(wiring.Component):

@@ -11,25 +11,16 @@ uint64), ``out_beats`` (how many output beats the program produces), ``io_bits``
 ``max_cycles``, ``dram_width``, ``out_file`` (where to save the output beats, .npy).
 """
 
-import json
-import os
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-
-def _progress(path, done, total, note):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"done": done, "total": total, "unit": "beats in", "note": note}, fh)
-    os.replace(tmp, path)
+from .bench import bench_args, start, write_progress, write_report
 
 
 @cocotb.test()
 async def accelerator_program(dut):
-    args = json.loads(open(os.environ["ROWSTAT_BENCH_ARGS"]).read())
+    args = bench_args()
     cmd = args["cmd"]
     data = np.load(args["data_file"], allow_pickle=True).tolist()
     n_out = args["out_beats"]
@@ -37,16 +28,7 @@ async def accelerator_program(dut):
     rate = args.get("io_bits")
     max_cycles = args.get("max_cycles", 50_000_000)
 
-    progress = os.environ.get("ROWSTAT_BENCH_PROGRESS")
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.cmd__valid.value = 0
-    dut.data_in__valid.value = 0
-    dut.data_out__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await start(dut, {"cmd__valid": 0, "data_in__valid": 0, "data_out__ready": 0})
 
     ci = di = 0
     out = []
@@ -93,8 +75,9 @@ async def accelerator_program(dut):
             out_pending = False
         await RisingEdge(dut.clk)
         cycles += 1
-        if progress and cycles % 20000 == 0:
-            _progress(progress, di, len(data), f"{cycles} cycles, {len(out)}/{n_out} beats out")
+        if cycles % 20000 == 0:
+            write_progress(di, len(data), "beats in",
+                           f"{cycles} cycles, {len(out)}/{n_out} beats out")
         if rate is not None:
             budget = min(budget + rate, 4 * width)
         if cycles > max_cycles:
@@ -106,6 +89,5 @@ async def accelerator_program(dut):
     if trace is not None:
         report["cmd_cycles"] = [c - first for c in trace]
         report["out_cycles"] = [c - first for c in out_trace]
-    with open(os.environ["ROWSTAT_BENCH_REPORT"], "w") as fh:
-        json.dump(report, fh)
+    write_report(report)
     assert di == len(data), f"the program left {len(data) - di} data beats unread"

@@ -13,34 +13,19 @@ fall and read the counters. Outputs are compared per chain top with the model (g
 the end result of a multi-pass case with the golden convolution over all its channels.
 """
 
-import json
-import os
 import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..gen.config import ArchConfig
 from ..hw.array import decode_gon
 from .array_model import make_slice
+from .bench import bench_args, start, write_report
 
 INPUTS = ("filt", "ifmap", "psum_in")
 COUNTERS = ("cycles", "macs", "skipped", "idle", "stalls")
-
-
-async def _reset(dut):
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.ids__valid.value = 0
-    for name in INPUTS:
-        getattr(dut, f"{name}__valid").value = 0
-    dut.psum_out__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
 
 
 async def _load_ids(dut, words, rng, idle):
@@ -184,12 +169,12 @@ def _pass_report(arch, ap, name, k, outputs, counters, cycles, expected, sent):
 @cocotb.test()
 async def array_cases(dut):
     """Passes from the given specs against the golden model, with idles and stalls."""
-    args = json.loads(open(os.environ["ROWSTAT_BENCH_ARGS"]).read())
+    args = bench_args()
     arch = ArchConfig(**args["arch"])
     rng = random.Random(args.get("seed", 0))
     idle, stall = args.get("idle", 0.0), args.get("stall", 0.0)
-    Clock(dut.clk, 10, unit="ns").start()
-    await _reset(dut)
+    await start(dut, {"start": 0, "ids__valid": 0, "psum_out__ready": 0,
+                      **{f"{name}__valid": 0 for name in INPUTS}})
     report = {"passes": [], "cases": 0, "failures": [], "cycles": 0, "psums_checked": 0}
     for n_case, spec in enumerate(args["cases"]):
         slice_ = make_slice(arch, spec)
@@ -216,7 +201,6 @@ async def array_cases(dut):
         report["cases"] += 1
         if case_errors:
             report["failures"].append({"case": name, "spec": spec, "errors": case_errors})
-    with open(os.environ["ROWSTAT_BENCH_REPORT"], "w") as fh:
-        json.dump(report, fh)
+    write_report(report)
     assert not report["failures"], f"{len(report['failures'])} cases differ from the golden " \
                                    f"model, first: {report['failures'][0]}"

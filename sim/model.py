@@ -58,7 +58,7 @@ import numpy as np
 from ..gen.compiler import DataError, plan_layer
 from ..gen.config import PRESETS
 from ..gen.errors import ConfigError
-from ..gen.mapping import _rows_in_view, config_beats, map_layer, stream_geometry
+from ..gen.mapping import _rows_in_view, config_beats, map_layer
 from ..gen.placement import _segments, ceil_div
 from .timing import program_cycles
 
@@ -150,7 +150,7 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
     symmetry and not needed).
     """
     mp = mapping
-    geo = stream_geometry(arch)
+    geo = arch.stream_geometry
     wpb_f, _, pw_f = geo["filter"]
     wpb_i, _, pw_i = geo["ifmap"]
     wpb_p, _, _ = geo["psum"]
@@ -159,8 +159,7 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
         mp.groups
     R, S, U, F = layer.R, layer.S, layer.stride, layer.F
     Wp = U * (F - 1) + S
-    bits = arch.act_width if layer.shift is not None else arch.psum_width
-    out_per_beat = arch.dram_width // bits
+    out_per_beat = arch.out_words_per_beat(layer.shift is not None)
 
     blocks = G * nmb * nimg            # (group, m block, image block): each runs all strips
     tiles_pass = cbs * k               # passes per strip

@@ -5,16 +5,14 @@ Runs inside the simulator (rowstat.sim.runner.run_bench starts it). Arguments co
 holding an input's valid or the output's ready low in a cycle), ``max_F``, ``max_rows``.
 """
 
-import json
-import os
 import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..gen.config import ArchConfig
+from .bench import bench_args, start, write_report
 from .pe_model import random_case
 
 INPUTS = ("filt", "ifmap", "psum_in")
@@ -22,18 +20,6 @@ INPUTS = ("filt", "ifmap", "psum_in")
 
 def _sig(dut, name):
     return getattr(dut, name)
-
-
-async def _reset(dut):
-    dut.rst.value = 1
-    dut.start.value = 0
-    for name in INPUTS:
-        _sig(dut, f"{name}__valid").value = 0
-    dut.psum_out__ready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
 
 
 async def run_case(dut, arch, case, rng, idle, stall):
@@ -89,13 +75,13 @@ async def run_case(dut, arch, case, rng, idle, stall):
 @cocotb.test()
 async def pe_random(dut):
     """Random passes (p, q, S, F, stride, rows, psum input, zeros) with back-pressure."""
-    args = json.loads(open(os.environ["ROWSTAT_BENCH_ARGS"]).read())
+    args = bench_args()
     arch = ArchConfig(**args["arch"])
     seed = args.get("seed", 0)
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
-    Clock(dut.clk, 10, unit="ns").start()
-    await _reset(dut)
+    await start(dut, {"start": 0, "psum_out__ready": 0,
+                      **{f"{name}__valid": 0 for name in INPUTS}})
     report = {"cases": 0, "psums_checked": 0, "macs": 0, "macs_skipped": 0, "cycles": 0,
               "ideal_cycles": 0, "failures": [], "shapes": []}
     for n in range(args.get("cases", 20)):
@@ -120,7 +106,6 @@ async def pe_random(dut):
             bad = next((i for i, (a, b) in enumerate(zip(out, expected)) if a != b), None)
             report["failures"].append({"case": n, "shape": shape, "first_bad_word": bad,
                                        "counts": counts, "expected_counts": case.macs()})
-    with open(os.environ["ROWSTAT_BENCH_REPORT"], "w") as fh:
-        json.dump(report, fh)
+    write_report(report)
     assert not report["failures"], f"{len(report['failures'])} cases differ from the golden " \
                                    f"model, first: {report['failures'][0]}"

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Const
 
-from ..hw.pe import pe_config_layout, pe_port_layout, pe_products
+from ..gen.program import pe_config_layout
+from ..hw.pe import pe_port_layout, pe_products
 from .golden import conv1d_row, wrap
 
 __all__ = ["PECase", "pack_config", "random_case"]

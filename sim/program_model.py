@@ -47,16 +47,13 @@ import numpy as np
 from amaranth.lib import data
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..gen.program import (ARG_LAYOUTS, COUNTERS, BlockKind, Op, Target, Wait,
-                           counter_beats, header_beat)
+from ..gen.program import (COUNTERS, TAGS, BlockKind, Op, Target, Wait, commands,
+                           counter_beats, decode_args, decode_header, header_beat, nargs,
+                           unpack)
 from ..hw.array import PsumFrom, PsumTo, id_chain_layout, id_chain_stages
 from .golden import conv1d_row, output_stage, wrap
 
-__all__ = ["ProgramModel", "ModelResult", "ModelError", "HazardError", "run_program",
-           "disassemble"]
-
-TAG_DEPTH = 1 << 12         # tag table entries the model allows (program.TAGS-bit sizes)
-CHAIN_ENTRY_WIDTH = 12      # chain table entries (program.TAGS)
+__all__ = ["ProgramModel", "ModelResult", "ModelError", "HazardError", "run_program"]
 
 
 class ModelError(RuntimeError):
@@ -72,19 +69,6 @@ class ModelResult:
     beats: list                                     # output beats, headers included
     counters: list = field(default_factory=list)    # one dict per COUNTERS block
     stats: dict = field(default_factory=dict)
-
-
-def _unpack(layout, value):
-    """A (nested) dict of the fields of ``layout`` in ``value``."""
-    out = {}
-    for name, fld in layout:
-        shape = fld.shape
-        raw = (value >> fld.offset) & ((1 << fld.width) - 1)
-        if isinstance(shape, (data.StructLayout, data.UnionLayout)):
-            out[name] = _unpack(shape, raw)
-        else:
-            out[name] = raw
-    return out
 
 
 def _fields(words, bits, nfields):
@@ -133,10 +117,11 @@ class ProgramModel:
         self.glb_written = bytearray(a.glb_banks * D)
         self.fbuf = [_Poison.word(i + 7, a.glb_width) for i in range(a.glb_filter_banks * D)]
         self.fbuf_written = bytearray(a.glb_filter_banks * D)
-        self.bias = [None] * getattr(a, "bias_depth", 1024)
-        self.tags = {Target.IFMAP_TAGS: [None] * TAG_DEPTH,
-                     Target.FILTER_TAGS: [None] * TAG_DEPTH,
-                     Target.PSUM_TAGS: [None] * TAG_DEPTH}
+        self.bias = [None] * a.bias_depth
+        # As deep as the RTL's tables, so that the model catches a program that overflows them.
+        self.tags = {Target.IFMAP_TAGS: [None] * a.tag_depth,
+                     Target.FILTER_TAGS: [None] * a.tag_depth,
+                     Target.PSUM_TAGS: [None] * a.tag_depth}
         self.chains = [None] * (a.rows * a.cols)
         self.stages = id_chain_stages(a.rows, a.cols)
         self.ids = [0] * len(self.stages)
@@ -160,32 +145,27 @@ class ProgramModel:
         self._out = []
         dumps = []
         cmd = [int(v) for v in cmd]
-        pos = index = 0
-        while pos < len(cmd):
+        for index, (pos, opcode, wait, words) in enumerate(commands(cmd)):
             head = cmd[pos]
             if not 0 <= head < 1 << 32:
                 raise ModelError(f"command word {pos} = {head:#x} is not a 32-bit word")
-            opcode, wait, nargs = head & 0xF, (head >> 4) & 0xF, (head >> 8) & 0xFF
             try:
                 op = Op(opcode)
             except ValueError:
                 raise ModelError(f"command word {pos}: unknown opcode {opcode}") from None
-            want = -(-ARG_LAYOUTS[op](a).size // 32) if op in ARG_LAYOUTS else 0
-            if nargs != want:
-                raise ModelError(f"command word {pos} ({op.name}): nargs={nargs}, the layout "
+            n, want = decode_header(head)[2], nargs(a, op)
+            if n != want:
+                raise ModelError(f"command word {pos} ({op.name}): nargs={n}, the layout "
                                  f"needs {want}")
-            if pos + 1 + nargs > len(cmd):
+            if len(words) < n:
                 raise ModelError(f"command word {pos} ({op.name}): the stream ends inside its "
                                  f"arguments")
-            value = sum(cmd[pos + 1 + k] << (32 * k) for k in range(nargs))
-            args = _unpack(ARG_LAYOUTS[op](a), value) if op in ARG_LAYOUTS else {}
+            args = decode_args(a, op, words)
             self._where = f"command {index} ({op.name}, word {pos})"
             fp, dur = getattr(self, "_op_" + op.name.lower())(args)
             if op == Op.COUNTERS:
                 dumps.append(fp.pop())
             self._schedule(index, op, Wait(wait), fp, dur)
-            pos += 1 + nargs
-            index += 1
         if self._dpos != len(self._data):
             raise ModelError(f"{len(self._data) - self._dpos} data beat(s) left over after the "
                              f"last command")
@@ -328,7 +308,7 @@ class ProgramModel:
             self._receivers = None
             fp.append(("ids", 0, 1, True))
         elif target == Target.CHAINS:
-            beats = self._take(count, CHAIN_ENTRY_WIDTH, "chain table")
+            beats = self._take(count, TAGS, "chain table")
             if addr + count > len(self.chains):
                 raise ModelError(f"{self._where}: chain table entries {addr}..{addr + count - 1} "
                                  f"exceed rows * cols = {len(self.chains)}")
@@ -337,9 +317,9 @@ class ProgramModel:
         else:
             col_w = a.ifmap_col_id_width if target == Target.IFMAP_TAGS else a.col_id_width
             beats = self._take(count, a.row_id_width + col_w, "tag")
-            if addr + count > TAG_DEPTH:
+            if addr + count > a.tag_depth:
                 raise ModelError(f"{self._where}: tag entries {addr}..{addr + count - 1} exceed "
-                                 f"{TAG_DEPTH}")
+                                 f"the table's {a.tag_depth}")
             table = self.tags[target]
             mask = (1 << a.row_id_width) - 1
             for i, v in enumerate(beats):
@@ -355,9 +335,9 @@ class ProgramModel:
         xbus, pes = {}, {}
         for stage, word in zip(self.stages, self.ids):
             if stage[0] == "xbus":
-                xbus[stage[1]] = _unpack(xl, word)
+                xbus[stage[1]] = unpack(xl, word)
             else:
-                pes[stage[1:]] = _unpack(pl, word)
+                pes[stage[1:]] = unpack(pl, word)
         return xbus, pes
 
     def _receivers_for(self):
@@ -375,7 +355,7 @@ class ProgramModel:
             self._receivers = (recv, pes)
         return self._receivers
 
-    def _stream(self, gin, args, space, tag_target, wpb, bits):
+    def _stream(self, gin, args, space, tag_target, wpb, bits, per_word):
         """Run one streamer: ({PE: words received}, GLB word range read)."""
         a = self.arch
         base, chunks, ntags, last = args["base"], args["chunks"], args["ntags"], args["last"]
@@ -385,7 +365,9 @@ class ProgramModel:
             raise ModelError(f"{self._where}: {gin} streamer with chunks={chunks} and ntags=0")
         if last >= wpb:
             raise ModelError(f"{self._where}: {gin} streamer last={last}, a beat has {wpb} words")
-        per_word = a.glb_width // (wpb * bits)
+        if ntags > len(self.tags[tag_target]):
+            raise ModelError(f"{self._where}: {gin} streamer ntags={ntags} exceeds the tag "
+                             f"table's {len(self.tags[tag_target])} entries")
         nbeats = chunks * ntags
         nwords = -(-nbeats // per_word)
         words = self._glb_read(space, base, nwords)
@@ -431,15 +413,13 @@ class ProgramModel:
                 p * q * S > a.filter_spad_depth:
             raise ModelError(f"{self._where}: p={p}, q={q}, S={S} do not fit the PE spads")
         Wp = U * (F - 1) + S
-        geo = {"filt": (a.filter_bus_width // a.weight_width, a.weight_width),
-               "ifmap": (a.ifmap_bus_width // a.act_width, a.act_width),
-               "psum": (a.psum_bus_width // a.psum_width, a.psum_width)}
+        geo = a.stream_geometry
         fp = [("config", 0, 1, False), ("ids", 0, 1, False)]
         received = {}
         for gin, space, target in (("filt", "filter", Target.FILTER_TAGS),
                                    ("ifmap", "ifmap", Target.IFMAP_TAGS),
                                    ("psum", "psum", Target.PSUM_TAGS)):
-            got, rng, tfp = self._stream(gin, args[gin], space, target, *geo[gin])
+            got, rng, tfp = self._stream(gin, args[gin], space, target, *geo[space])
             received[gin] = got
             if rng:
                 fp.append(rng + (False,))
@@ -546,7 +526,7 @@ class ProgramModel:
             raise ModelError(f"{self._where}: DRAIN before LAYER")
         base, chunks, nchains, last = args["base"], args["chunks"], args["nchains"], args["last"]
         p, cpt, bias_base = args["p"], args["chains_per_tc"], args["bias_base"]
-        wpb, P = a.psum_bus_width // a.psum_width, a.psum_width
+        wpb, P = a.psums_per_beat, a.psum_width
         if chunks == 0 or nchains == 0 or p == 0 or cpt == 0:
             raise ModelError(f"{self._where}: chunks, nchains, p and chains_per_tc must be "
                              f"non-zero: {args}")
@@ -573,7 +553,7 @@ class ProgramModel:
         v = wrap(psums + np.asarray(bias, dtype=np.int64), P)
         v = output_stage(v, a.act_width, shift, bool(out_cfg["relu"]))
         bits = a.act_width if out_cfg["shift_en"] else P
-        per = a.dram_width // bits
+        per = a.out_words_per_beat(bool(out_cfg["shift_en"]))
         nbeats = -(-len(v) // per)
         if nbeats != args["beats"]:
             raise ModelError(f"{self._where}: the block holds {len(v)} values = {nbeats} beats, "
@@ -620,33 +600,3 @@ def _clash(fa, fb):
 def run_program(arch, cmd, data_beats, **kwargs):
     """Execute a program on a fresh model: a ModelResult (beats, counters, stats)."""
     return ProgramModel(arch, **kwargs).run(cmd, data_beats)
-
-
-def disassemble(arch, cmd):
-    """One line per command: ``index: OP [wait=UNITS] field=value ...`` (for debugging)."""
-    lines, pos, index = [], 0, 0
-    cmd = [int(v) for v in cmd]
-    while pos < len(cmd):
-        head = cmd[pos]
-        opcode, wait, nargs = head & 0xF, (head >> 4) & 0xF, (head >> 8) & 0xFF
-        try:
-            op = Op(opcode)
-        except ValueError:
-            lines.append(f"{index}: ??? opcode {opcode} (word {pos})")
-            break
-        value = sum(cmd[pos + 1 + k] << (32 * k) for k in range(nargs) if pos + 1 + k < len(cmd))
-        args = _unpack(ARG_LAYOUTS[op](arch), value) if op in ARG_LAYOUTS else {}
-        if op == Op.LOAD and args["target"] in iter(Target):
-            args["target"] = Target(args["target"]).name
-
-        def flat(d, prefix=""):
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    yield from flat(v, f"{prefix}{k}.")
-                else:
-                    yield f"{prefix}{k}={v}"
-        w = f" wait={Wait(wait).name or wait}" if wait else ""
-        lines.append(f"{index}: {op.name}{w} " + " ".join(flat(args)))
-        pos += 1 + nargs
-        index += 1
-    return lines

@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 from ..gen import schedule
-from ..gen.mapping import stream_geometry
 from ..gen.schedule import COMMAND_START as _START
 from ..gen.program import COUNTERS, Op, Wait, counter_beats, nargs
 from ..hw.drain import DRAIN_LATENCY
@@ -49,7 +48,7 @@ def pass_cycles(arch, pe, args):
     """Cycles from a PASS's unit going busy until the array and the streamers are idle
     (:func:`rowstat.gen.schedule.pass_cycles`). ``pe``: the LAYER's PE configuration (p, q, S,
     F, U, n_rows); ``args``: the PASS arguments."""
-    geo = stream_geometry(arch)
+    geo = arch.stream_geometry
     f, i, ps = args["filt"], args["ifmap"], args["psum"]
     return schedule.pass_cycles(
         p=pe["p"], q=pe["q"], S=pe["S"], F=pe["F"], rows=pe["n_rows"],
@@ -68,7 +67,7 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
     width = arch.dram_width
     beat_cycles = 1.0 if io_bits_per_cycle is None else max(1.0, width / io_bits_per_cycle)
     words = {op: nargs(arch, op) + 1 for op in Op}     # header + arguments, then ISSUE
-    ppw = _psums_per_word(arch)
+    ppw = arch.psums_per_beat
     dump_beats = counter_beats(arch) * len(COUNTERS)
     LOAD, PASS, DRAIN, ALL = int(Wait.LOAD), int(Wait.PASS), int(Wait.DRAIN), int(Wait.ALL)
     free = {LOAD: 0, PASS: 0, DRAIN: 0}                 # cycle each unit is idle from
@@ -207,7 +206,3 @@ def _pass_key(args):
     f, i, p = args["filt"], args["ifmap"], args["psum"]
     return (f["chunks"], f["ntags"], f["last"], i["chunks"], i["ntags"], i["last"],
             p["chunks"], p["ntags"], p["last"], args["nchains"])
-
-
-def _psums_per_word(arch):
-    return arch.psum_bus_width // arch.psum_width

@@ -4,8 +4,8 @@ each against a plain Python statement of its contract (rowstat.gen.program)."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.gen.config import PRESETS
 from rowstat.gen.program import BlockKind, drain_layout, pack, parse_header, streamer_layout
 from rowstat.hw.array import (filter_beat_layout, filter_packet_layout, gon_packet_layout,
@@ -47,8 +47,6 @@ def test_streamer_sends_region_in_order(kind, seed):
         expected.append((row, col, beat_value))
 
     got = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
     async def bench(ctx):
         for k, (row, col) in enumerate(tags):
@@ -81,8 +79,7 @@ def test_streamer_sends_region_in_order(kind, seed):
             await ctx.tick()
         assert not ctx.get(dut.busy)
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert got == expected
 
 
@@ -101,8 +98,6 @@ def test_collector_interleaves_chains():
     order = [c for c in streams for _ in streams[c]]
     rng.shuffle(order)
     writes = {}
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
     async def bench(ctx):
         for chain, (row, col) in enumerate(sources):
@@ -132,8 +127,7 @@ def test_collector_interleaves_chains():
                 assert addr not in writes
                 writes[addr] = value
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     expected = {base + i * nchains + c: v for c, s in streams.items() for i, v in enumerate(s)}
     assert writes == expected
 
@@ -182,10 +176,8 @@ def test_drain_matches_its_contract(preset, shift, relu, seed):
     expected = drain_model(arch, memory, cmd, bias, shift, relu)
     cmd["beats"] = len(expected)
     dut = Drain(arch, 14)
-    from rowstat.hw.output_stage import output_config_layout
+    from rowstat.gen.program import output_config_layout
     got = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
     async def bench(ctx):
         ctx.set(dut.out_cfg.as_value(), pack(output_config_layout(arch), {
@@ -224,8 +216,7 @@ def test_drain_matches_its_contract(preset, shift, relu, seed):
             await ctx.tick()
         assert not ctx.get(dut.busy)
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert parse_header(got[0]) == (BlockKind.OFMAP, len(expected))
     assert got[1:] == expected
 
@@ -247,9 +238,7 @@ def test_drain_streams_one_psum_per_cycle(preset, shift):
     cmd["beats"] = len(expected)
     values = cmd["chunks"] * cmd["nchains"] * bw
     dut = Drain(arch, 14)
-    from rowstat.hw.output_stage import output_config_layout
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
+    from rowstat.gen.program import output_config_layout
     took = {}
 
     async def bench(ctx):
@@ -274,8 +263,7 @@ def test_drain_streams_one_psum_per_cycle(preset, shift):
             assert cycles < 5000
         took["cycles"], took["got"] = cycles, got
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert took["got"][1:] == expected
     assert took["cycles"] == values + DRAIN_LATENCY, (took["cycles"], values)
 
@@ -292,8 +280,6 @@ def test_streamer_sends_a_beat_per_cycle(preset, kind):
                     else (filter_packet_layout(arch), filter_beat_layout(arch)))
     ntags, chunks = 5, 7
     dut = Streamer(packet, beat, 14, arch.glb_width, 64)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     took = {}
 
     async def bench(ctx):
@@ -311,8 +297,7 @@ def test_streamer_sends_a_beat_per_cycle(preset, kind):
             assert cycles < 5000
         took["beats"], took["cycles"] = beats, cycles
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert took["beats"] == ntags * chunks
     assert took["cycles"] == ntags * chunks + STREAMER_LATENCY, took
 
@@ -326,8 +311,6 @@ def test_controller_counters_sum_their_strobes_and_read_zero_after_reset():
     arch = PRESETS["tiny"]
     ctrl = Controller(arch)
     rst = Signal()
-    sim = Simulator(ResetInserter(rst)(ctrl))
-    sim.add_clock(1e-8)
     rng = random.Random(5)
     got = []
 
@@ -381,8 +364,7 @@ def test_controller_counters_sum_their_strobes_and_read_zero_after_reset():
         await dump(ctx)
         got.append(sums)
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(ResetInserter(rst)(ctrl), bench)
     before, after, sums = got
     assert {k: before[k] for k in sums if k != "cycles"} == \
         {k: v for k, v in sums.items() if k != "cycles"}

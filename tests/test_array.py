@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import Const, signed
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.gen.config import PRESETS
 from rowstat.gen.placement import PassShape, place_pass
 from rowstat.hw.array import (IDChain, PEArray, PsumFrom, PsumTo, decode_gon, encode_beats,
@@ -64,10 +64,7 @@ def test_array_beat_to_words(words, seed):
             for _ in range(3):
                 await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert out == expected
     assert full_out == full
     assert cycles == list(range(cycles[0], cycles[0] + len(full)))   # no bubbles
@@ -120,10 +117,7 @@ def test_array_words_to_beat(words, seed):
             assert all(len(b) == words for b in beats[:-1])
             got.append([w for b in beats for w in b])
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert got == streams
 
 
@@ -206,10 +200,7 @@ def test_array_id_chain_loads_placement(arch, shape):
                     assert ctx.get(s.psum_to) == {"above": PsumTo.ABOVE,
                                                   "gon": PsumTo.GON}[place.psum_to]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
 
 
 def test_array_id_chain_words_checks():
@@ -280,10 +271,7 @@ def run_array_amaranth(arch, slice_, *, seed=0, idle=0.2, stall=0.2, max_cycles=
             results.append((ap, outputs, counters, cycles))
             psum = ap.decode(outputs)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return results
 
 

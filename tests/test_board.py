@@ -11,14 +11,14 @@ import pytest
 from rowstat.fpga.board import BOARDS, SIM_DIVISOR
 from rowstat.fpga.build import build_plan, plan_commands
 from rowstat.fpga.host import run_on_simulated_board
-from rowstat.gen.cli import main
+from rowstat.cli import main
 from rowstat.gen.config import PRESETS
 from rowstat.gen.layer import LayerSpec
 from rowstat.sim.golden import golden_layer
 
 
 def rowstat(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rowstat.gen.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "rowstat.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from rowstat.gen.cli import main
+from rowstat.cli import main
 from rowstat.gen.config import PRESETS
 
 
 def rowstat(*args):
     """Run the CLI in a fresh interpreter, as a user would."""
-    return subprocess.run([sys.executable, "-m", "rowstat.gen.cli", *args],
+    return subprocess.run([sys.executable, "-m", "rowstat.cli", *args],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -62,7 +62,7 @@ def test_generate_with_config_file_and_overrides(tmp_path):
     (["demo", "--cases", "0"], ["--cases", "0"]),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, words):
-    result = subprocess.run([sys.executable, "-m", "rowstat.gen.cli", *args], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "rowstat.cli", *args], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -7,43 +7,17 @@ import random
 import numpy as np
 import pytest
 
+from conftest import (EYERISS, ODD, ODD_WIDTHS, SHIFTS, SMALL_GLB, TINY, WIDE, layer_data,
+                      random_layer, signed)
 from rowstat.gen.compiler import (DataError, FramingError, Program, compile_layer,
                                   decode_output)
-from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError, RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import COUNTERS, BlockKind, Op, Wait, encode_command, header_beat
+from rowstat.gen.program import (COUNTERS, BlockKind, Op, Target, Wait, commands, decode_args,
+                                 encode_command, header_beat)
 from rowstat.sim.golden import golden_layer
 from rowstat.sim.program_model import HazardError, ModelError, ProgramModel, run_program
-
-TINY = PRESETS["tiny"]
-EYERISS = PRESETS["eyeriss"]
-ODD = TINY.replace(rows=5, cols=7)
-SMALL_GLB = TINY.replace(glb_banks=3, glb_bank_depth=64)
-#: GLB words wider than 64 bits, several ifmap and filter beats per word
-WIDE = TINY.replace(glb_width=128, dram_width=128, filter_bus_width=128, ifmap_bus_width=64,
-                    psum_bus_width=96)
-#: odd widths: 16-bit activations, 4-bit weights, 20-bit psums, 40-bit GLB and beats
-ODD_WIDTHS = TINY.replace(act_width=16, weight_width=4, psum_width=20, glb_width=40,
-                          dram_width=40, filter_bus_width=8, ifmap_bus_width=16,
-                          psum_bus_width=40)
-
-
-def signed(rng, width, shape, zeros=0.0):
-    values = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=shape, dtype=np.int64)
-    if zeros:
-        values[rng.random(shape) < zeros] = 0
-    return values
-
-
-def layer_data(arch, layer, seed, bias=True):
-    rng = np.random.default_rng(seed)
-    x = signed(rng, arch.act_width, layer.ifmap_shape, zeros=0.3)
-    w = signed(rng, arch.weight_width, layer.weight_shape)
-    b = signed(rng, arch.psum_width, (layer.M,)) if bias else None
-    return x, w, b
-
 
 def expected_mac_slots(mp, layer):
     """MACs done + skipped over all passes: active PEs x n*F*p*q*S per pass."""
@@ -68,22 +42,13 @@ def run(arch, layer, seed=0, mapping=None, bias=True, **force):
     assert counters["words_in"] == len(prog.data)
     assert counters["words_out"] == prog.out_beats - 1 - len(COUNTERS) * prog.counter_beats
     assert counters["macs"] + counters["macs_skipped_zero"] == expected_mac_slots(mp, layer)
-    assert counters["macs"] <= layer.macs <= counters["macs"] + counters["macs_skipped_zero"]
+    assert layer.macs <= counters["macs"] + counters["macs_skipped_zero"]
+    # Filters padded up to m_blocks * m per group multiply real (non-zero) ifmaps by zero
+    # weights: those MACs count too.
+    m_padded = mp.m_blocks * mp.m
+    assert counters["macs"] * layer.M_per_group <= layer.macs * m_padded
     assert counters == result.counters[-1]
     return prog, mp, counters
-
-
-def random_layer(rng, arch, big=False):
-    g = rng.choice([1, 1, 2, 3])
-    R = rng.randint(1, arch.rows)
-    S = rng.randint(1, min(arch.ifmap_spad_depth, 5))
-    pad = rng.randint(0, min(R, S) - 1)
-    cmax = 20 if big else 7
-    return LayerSpec(N=rng.randint(1, 2), C=g * rng.randint(1, cmax // g + 1),
-                     H=rng.randint(max(1, R - 2 * pad), 16), W=rng.randint(max(1, S - 2 * pad), 16),
-                     M=g * rng.randint(1, cmax // g + 1), R=R, S=S, stride=rng.randint(1, 4),
-                     padding=pad, groups=g, relu=rng.random() < 0.5,
-                     shift=rng.choice([None, 0, 3, 9, 40]))
 
 
 @pytest.mark.parametrize("name, arch, count", [
@@ -92,7 +57,7 @@ def random_layer(rng, arch, big=False):
 def test_random_layers_bit_exact(name, arch, count):
     rng = random.Random(f"compiler-{name}")
     for i in range(count):
-        layer = random_layer(rng, arch, big=i % 2 == 0)
+        layer = random_layer(rng, arch, c=(1, 20 if i % 2 == 0 else 7), shifts=SHIFTS)
         force = rng.choice([{}, {}, {"p": 1, "q": 1}, {"e": 1}])
         try:
             mp = map_layer(arch, layer, **force)
@@ -148,11 +113,7 @@ def test_structures(arch, layer, force, features):
 
 
 def command_positions(cmd):
-    pos, out = 0, []
-    while pos < len(cmd):
-        out.append(pos)
-        pos += 1 + ((cmd[pos] >> 8) & 0xFF)
-    return out
+    return [pos for pos, *_ in commands(cmd)]
 
 
 def test_every_wait_is_needed():
@@ -162,9 +123,8 @@ def test_every_wait_is_needed():
     x, w, b = layer_data(TINY, layer, 1)
     mp = map_layer(TINY, layer, p=2, q=1, e=3)
     prog = compile_layer(TINY, layer, x, w, b, mapping=mp)
-    waiting = [pos for pos in command_positions(prog.cmd)
-               if (prog.cmd[pos] >> 4) & 0xF and Op(prog.cmd[pos] & 0xF) in (Op.LOAD, Op.PASS,
-                                                                            Op.DRAIN)]
+    waiting = [pos for pos, op, wait, _ in commands(prog.cmd)
+               if wait and op in (Op.LOAD, Op.PASS, Op.DRAIN)]
     assert len(waiting) > 10
     for pos in waiting:
         cmd = list(prog.cmd)
@@ -191,7 +151,7 @@ def test_model_contract_errors():
     beats = run_program(TINY, prog.cmd[:pos] + fence + prog.cmd[pos:], prog.data).beats
     np.testing.assert_array_equal(decode_output(prog, beats)[0], golden_layer(TINY, layer, x, w, b))
     # a PASS that reads GLB words nobody wrote
-    passes = [pos for pos in command_positions(prog.cmd) if prog.cmd[pos] & 0xF == Op.PASS]
+    passes = [pos for pos, op, *_ in commands(prog.cmd) if op == Op.PASS]
     cmd = list(prog.cmd)
     cmd[passes[0] + 1] += 100                   # filter streamer base
     with pytest.raises(ModelError, match="never written|reads filter"):
@@ -298,7 +258,7 @@ def test_plan_is_the_compiled_program_without_data(name, arch):
     from rowstat.gen.compiler import plan_layer
     rng = random.Random(f"plan-{name}")
     for i in range(8):
-        layer = random_layer(rng, arch, big=i % 2 == 0)
+        layer = random_layer(rng, arch, c=(1, 20 if i % 2 == 0 else 7), shifts=SHIFTS)
         mp = map_layer(arch, layer)
         x, w, b = layer_data(arch, layer, i)
         program = compile_layer(arch, layer, x, w, b, mapping=mp)
@@ -307,3 +267,28 @@ def test_plan_is_the_compiled_program_without_data(name, arch):
         assert plan.cmd == [] and plan.data == []
         assert plan.out_beats == program.out_beats
         assert sum(a["count"] for op, _, a in plan.steps if op == Op.LOAD) == len(program.data)
+
+
+def test_model_tag_tables_are_as_deep_as_the_rtls():
+    """The RTL's tag tables hold tag_depth entries: 64 on tiny (4 * 3 * 4 = 48 destinations,
+    rounded up to a power of two). The model's do too, so it rejects a program that would
+    overflow them, by a LOAD past the end or a PASS streaming to more tags."""
+    assert TINY.tag_depth == 64
+
+    def load(addr, count):
+        return encode_command(TINY, Op.LOAD, {"target": Target.IFMAP_TAGS, "addr": addr,
+                                              "count": count})
+    run_program(TINY, load(62, 2), [0, 0])       # the last two entries
+    with pytest.raises(ModelError, match="entries 63..64 exceed the table's 64"):
+        run_program(TINY, load(63, 2), [0, 0])
+
+    layer = LayerSpec(N=1, C=2, H=5, W=5, M=2, R=2, S=2)
+    x, w, b = layer_data(TINY, layer, 2)
+    prog = compile_layer(TINY, layer, x, w, b)
+    pos, op, wait, words = next(c for c in commands(prog.cmd) if c[1] == Op.PASS)
+    args = decode_args(TINY, Op.PASS, words)
+    args["ifmap"]["ntags"] = TINY.tag_depth + 1
+    cmd = list(prog.cmd)
+    cmd[pos:pos + 1 + len(words)] = encode_command(TINY, Op.PASS, args, wait=wait)
+    with pytest.raises(ModelError, match="ntags=65 exceeds the tag table's 64 entries"):
+        run_program(TINY, cmd, prog.data)

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from rowstat.gen.config import PRESETS, ArchConfig, load_arch, parse_overrides
+from rowstat.gen.config import PRESETS, ArchConfig, bits_for, load_arch, parse_overrides
 from rowstat.gen.errors import ConfigError, RowstatError
 
 FIELDS = [f.name for f in dataclasses.fields(ArchConfig)]
@@ -374,3 +374,20 @@ def test_filter_spad_must_hold_one_filter_row():
         ArchConfig(**tiny(filter_spad_depth=7, ifmap_spad_depth=8))
     assert_one_line(info.value, "filter_spad_depth", "7", "one filter row")
     ArchConfig(**tiny(filter_spad_depth=8, ifmap_spad_depth=8))
+
+
+def test_derived_stream_geometry_and_pe_widths_by_hand():
+    eyeriss, tiny, ice40 = PRESETS["eyeriss"], PRESETS["tiny"], PRESETS["ice40"]
+    # (words per beat, word bits, beats per GLB word): eyeriss filter 64 / 16 bits and
+    # 128 / 64; ifmap 16 / 16 and 128 / 16; psum 128 / 32 and 128 / 128.
+    assert eyeriss.stream_geometry == {"filter": (4, 16, 2), "ifmap": (1, 16, 8),
+                                       "psum": (4, 32, 1)}
+    # tiny: filter 32 / 8, 48 / 32; ifmap 16 / 8, 48 / 16; psum 48 / 24, 48 / 48.
+    assert tiny.stream_geometry == {"filter": (4, 8, 1), "ifmap": (2, 8, 3), "psum": (2, 24, 1)}
+    assert (eyeriss.psums_per_beat, tiny.psums_per_beat) == (4, 2)
+    assert (eyeriss.out_words_per_beat(True), eyeriss.out_words_per_beat(False)) == (8, 4)
+    # A PE's stream: 24 banks x 256 words x 8 activations = 49152 (16 bits): F takes its
+    # 12-bit cap, n_rows its 16. ice40: 1 x 256 x 4 = 1024 (11 bits) caps both.
+    assert (eyeriss.pe_stream_limit, eyeriss.pe_f_width, eyeriss.pe_rows_width) == (49152, 12, 16)
+    assert (ice40.pe_stream_limit, ice40.pe_f_width, ice40.pe_rows_width) == (1024, 11, 11)
+    assert (bits_for(0), bits_for(1), bits_for(255), bits_for(256)) == (1, 1, 8, 9)

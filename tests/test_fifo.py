@@ -5,8 +5,8 @@ import random
 import pytest
 from amaranth import Module
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.hw.fifo import TwoEntryFIFO, small_fifo
 
 PORTS = ("w_rdy", "r_rdy", "level", "w_level", "r_level")
@@ -20,8 +20,6 @@ def test_two_entry_fifo_matches_syncfifo_cycle_for_cycle(seed):
     m = Module()
     m.submodules.ours = ours = TwoEntryFIFO(width=8)
     m.submodules.ref = ref = SyncFIFO(width=8, depth=2)
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
     checked = {"reads": 0, "full": 0}
 
     async def bench(ctx):
@@ -39,8 +37,7 @@ def test_two_entry_fifo_matches_syncfifo_cycle_for_cycle(seed):
             checked["full"] += ctx.get(ref.level) == 2
             await ctx.tick()
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(m, bench, period=1e-6)
     assert checked["reads"] > 500 and checked["full"] > 100     # both regimes were exercised
 
 

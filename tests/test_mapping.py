@@ -6,18 +6,14 @@ import random
 
 import pytest
 
-from rowstat.gen.config import PRESETS
+from conftest import EYERISS, ODD, SMALL_GLB, TINY, random_layer
 from rowstat.gen.errors import MappingError
 from rowstat.gen.layer import LayerSpec
-from rowstat.gen.mapping import Mapping, map_layer, stream_geometry
+from rowstat.gen.mapping import Mapping, map_layer
 from rowstat.sim.model import choose_mapping
 from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_MAPPING
 from rowstat.gen.placement import ceil_div
 
-TINY = PRESETS["tiny"]
-EYERISS = PRESETS["eyeriss"]
-ODD = TINY.replace(rows=5, cols=7)
-SMALL_GLB = TINY.replace(glb_banks=3, glb_bank_depth=64)
 ARCHS = {"tiny": TINY, "odd": ODD, "eyeriss": EYERISS, "small_glb": SMALL_GLB}
 
 
@@ -45,7 +41,7 @@ def check_legal(arch, layer, mp):
     assert mp.channel_blocks == ceil_div(layer.C_per_group, q * r)
     assert m % (p * t) == 0 and mp.sub_blocks == m // (p * t)
     assert mp.m_blocks == ceil_div(layer.M_per_group, m)
-    assert m <= getattr(arch, "bias_depth", 1024) // mp.bias_buffers
+    assert m <= arch.bias_depth // mp.bias_buffers
     assert mp.passes == (layer.groups * mp.m_blocks * mp.sub_blocks * mp.image_blocks
                          * mp.strips * mp.channel_blocks)
     # GLB layout
@@ -55,7 +51,7 @@ def check_legal(arch, layer, mp):
     assert mp.psum_regions >= mp.sub_blocks
     assert mp.psum_regions * mp.psum_region <= (arch.glb_banks - mp.split) * D
     assert mp.filter_buffers * mp.filter_region <= arch.glb_filter_banks * D
-    wpb_p = stream_geometry(arch)["psum"][0]
+    wpb_p = arch.psums_per_beat
     assert mp.psum_region == t * e * ceil_div(n * layer.F * p, wpb_p)
     # placements: the shapes of a full and of the last strip, fitting the array and its IDs
     for pl, e_s in ((mp.placement, e), (mp.placement_last, mp.e_last)):
@@ -70,22 +66,12 @@ def check_legal(arch, layer, mp):
     assert mp.cycles == est["cycles"] and mp.utilization == est["utilization"]
 
 
-def random_layer(rng, arch):
-    g = rng.choice([1, 1, 2, 3])
-    R = rng.randint(1, arch.rows)
-    S = rng.randint(1, min(arch.ifmap_spad_depth, 7))
-    pad = rng.randint(0, min(R, S) - 1)
-    return LayerSpec(N=rng.randint(1, 4), C=g * rng.randint(1, 40), H=rng.randint(R, 40),
-                     W=rng.randint(S, 40), M=g * rng.randint(1, 40), R=R, S=S,
-                     stride=rng.randint(1, 4), padding=pad, groups=g)
-
-
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_random_layers_map_legally(name):
     arch = ARCHS[name]
     rng = random.Random(f"mapping-{name}")
     for _ in range(40):
-        layer = random_layer(rng, arch)
+        layer = random_layer(rng, arch, n=4, c=(1, 40), hw=40, s=7)
         check_legal(arch, layer, map_layer(arch, layer))
 
 

@@ -5,12 +5,11 @@ hand-derived numbers; energy arithmetic; the cost table and its checks; the netw
 
 import json
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import ODD, ODD_WIDTHS, SHIFTS, SMALL_GLB, TINY, WIDE, random_layer
 from rowstat.gen.compiler import compile_layer, plan_layer
 from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError, RowstatError
@@ -23,9 +22,6 @@ from rowstat.sim.model import (DEFAULT_COSTS, ENERGY_LEVELS, CostError, LayerMod
 from rowstat.sim.program_model import run_program
 from rowstat.sim.timing import program_cycles
 
-# the compiler tests' architectures and random layers (tests/ is not a package)
-sys.path.insert(0, str(Path(__file__).parent))
-from test_compiler import ODD, ODD_WIDTHS, SMALL_GLB, TINY, WIDE, random_layer  # noqa: E402
 
 EYERISS = PRESETS["eyeriss"]
 
@@ -102,7 +98,7 @@ def test_random_layers_match_program_model(name, arch, count):
     rng = random.Random(f"model-{name}")
     seen = set()
     for i in range(count):
-        layer = random_layer(rng, arch, big=i % 2 == 0)
+        layer = random_layer(rng, arch, c=(1, 20 if i % 2 == 0 else 7), shifts=SHIFTS)
         mp = random_mapping(rng, arch, layer)
         check_against_program(arch, layer, mp, seed=i)
         seen |= {f for f, on in (("cbs", mp.channel_blocks > 1), ("sub", mp.sub_blocks > 1),
@@ -226,25 +222,26 @@ def test_zero_gating_counts():
         layer_accesses(TINY, layer, mp, ifmap=x[0])
 
 
+def test_energy_by_hand():
+    """A few accesses on tiny (8-bit data, 24-bit psums, 48-bit GLB words and beats) with the
+    default costs, in 16-bit MACs: each access costs its level's cost x its bits / 16."""
+    layer = LayerSpec(N=1, C=4, H=8, W=8, M=4, R=3, S=3, padding=1, shift=4)
+    a = dict.fromkeys(model_layer(TINY, layer).accesses, 0)
+    a.update(dram_ifmap_words=10,                          # 200 x 10 x 3 = 6000
+             glb_psum_reads=5, filter_buffer_writes=2,     # 6 x 7 x 3 = 126
+             noc_filter_words=7, noc_psum_local_words=4,   # 2 x (7 x 0.5 + 4 x 1.5) = 19
+             spad_ifmap_reads=8, spad_psum_writes=2,       # 1 x (8 x 0.5 + 2 x 1.5) = 7
+             macs=32)                                      # 1 x 32 x 0.5 = 16
+    e = layer_energy(a, arch=TINY)
+    assert {k: e[k] for k in ("dram", "glb", "noc", "spad", "mac", "total")} == \
+        {"dram": 6000, "glb": 126, "noc": 19, "spad": 7, "mac": 16, "total": 6168}
+
+
 def test_energy_arithmetic():
     layer = LayerSpec(N=1, C=4, H=8, W=8, M=4, R=3, S=3, padding=1, shift=4)
     m = model_layer(TINY, layer)
     a, e = m.accesses, m.energy
-    wb = 16
-    assert e["dram"] == pytest.approx(
-        200 * (a["dram_read_words"] + a["dram_write_words"]) * TINY.dram_width / wb)
-    assert e["glb"] == pytest.approx(6 * (a["glb_reads"] + a["glb_writes"]
-                                          + a["filter_buffer_reads"] + a["filter_buffer_writes"])
-                                     * TINY.glb_width / wb)
-    assert e["noc"] == pytest.approx(2 * (
-        a["noc_filter_words"] * TINY.weight_width + a["noc_ifmap_words"] * TINY.act_width
-        + (a["noc_psum_in_words"] + a["noc_psum_out_words"] + a["noc_psum_local_words"])
-        * TINY.psum_width) / wb)
-    assert e["spad"] == pytest.approx((
-        (a["spad_filter_reads"] + a["spad_filter_writes"]) * TINY.weight_width
-        + (a["spad_ifmap_reads"] + a["spad_ifmap_writes"]) * TINY.act_width
-        + (a["spad_psum_reads"] + a["spad_psum_writes"]) * TINY.psum_width) / wb)
-    assert e["mac"] == pytest.approx(a["macs"] * 8 / 16)
+    assert e == layer_energy(a, arch=TINY)
     assert e["total"] == pytest.approx(sum(e[k] for k in ENERGY_LEVELS))
     for level, parts in m.energy_by_type.items():
         assert sum(parts.values()) == pytest.approx(e[level])

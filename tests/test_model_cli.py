@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rowstat.gen.cli import main
+from rowstat.cli import main
 from rowstat.gen.config import PRESETS
 from rowstat.gen.layer import LayerSpec
 from rowstat.sim.model import model_layer
@@ -101,7 +101,7 @@ def test_bad_costs_and_report_target(tmp_path, capsys):
 
 
 def test_no_traceback_in_a_fresh_process():
-    res = subprocess.run([sys.executable, "-m", "rowstat.gen.cli", "model", "--network", "x"],
+    res = subprocess.run([sys.executable, "-m", "rowstat.cli", "model", "--network", "x"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith("rowstat: error: bad value for --network")

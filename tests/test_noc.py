@@ -14,8 +14,8 @@ from typing import Callable
 
 import pytest
 from amaranth.hdl import Cat, UnusedElaboratable
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.hw.noc import (GON, GON2D, MulticastBus, MulticastGIN, gon2d_packet_layout,
                             gon_packet_layout, packet_layout)
 
@@ -137,10 +137,7 @@ def run_gin(rows, cols, scenarios, *, fifo_depth=2, max_cycles=3000):
                 f"{sc.name}: only {idx} of {len(sc.packets)} packets taken"
         ctx.set(dut.i.valid, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
     return scenarios
 
 
@@ -464,10 +461,7 @@ def run_gon(cols, beats, *, offer=None, ready=None, max_cycles=3000):
                 break
         assert len(out) == total, f"only {len(out)} of {total} beats out"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
     return out, taken
 
 
@@ -538,10 +532,7 @@ def run_gon2d(rows, cols, beats, *, offer=None, ready=None, max_cycles=4000):
         await ctx.tick()
         assert not ctx.get(dut.busy)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
     return out, taken, busy_seen
 
 

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 from amaranth.hdl import Const
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.gen.config import PRESETS
-from rowstat.hw.output_stage import OutputStage, output_config_layout
+from rowstat.gen.program import output_config_layout
+from rowstat.hw.output_stage import OutputStage
 from rowstat.sim.golden import output_stage, wrap
 
 
 def run(arch, psums, biases, shift, relu, stall_seed=None):
     dut = OutputStage(arch)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     out = []
     cfg = Const.cast(output_config_layout(arch).const(
         {"shift_en": shift is not None, "shift": shift or 0, "relu": relu})).value
@@ -37,8 +36,7 @@ def run(arch, psums, biases, shift, relu, stall_seed=None):
             if ready and ov:
                 out.append(op)
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return out
 
 

@@ -4,8 +4,8 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.gen.config import PRESETS
 from rowstat.hw.pe import PE
 from rowstat.sim.pe_model import PECase, random_case
@@ -15,8 +15,6 @@ from rowstat.sim.pe_model import PECase, random_case
 def run_pe(arch, cases, seed=0, idle=0.0, stall=0.0):
     """Run ``cases`` back to back on one PE; return (outputs per case, counters per case, cycles)."""
     dut = PE(arch)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     results = []
 
     async def bench(ctx):
@@ -65,8 +63,7 @@ def run_pe(arch, cases, seed=0, idle=0.0, stall=0.0):
             assert it == {k: len(v) for k, v in words.items()}
             results.append((out, (ctx.get(dut.macs), ctx.get(dut.skipped)), cycles))
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return results
 
 

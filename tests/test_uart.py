@@ -6,8 +6,8 @@ import pytest
 from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
+from conftest import simulate
 from rowstat.fpga import protocol as P
 from rowstat.fpga.hostlink import HostLink
 from rowstat.fpga.uart import UARTRx, UARTTx, uart_divisor
@@ -47,11 +47,7 @@ async def read_byte(ctx, pin, divisor, timeout=100000):
 
 
 def run(dut, *benches, deadline=2_000_000):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for bench in benches:
-        sim.add_testbench(bench)
-    sim.run_until(deadline * 1e-6)
+    simulate(dut, *benches, period=1e-6, until=deadline * 1e-6)
 
 
 # --- UART -------------------------------------------------------------------------------------

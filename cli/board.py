@@ -1,6 +1,6 @@
 """``rowstat build`` and ``rowstat host``: bitstreams for boards, and layers run on them.
 
-:func:`register` adds both subcommands to the ``rowstat`` command line.
+:func:`add_parser` adds both subcommands to the ``rowstat`` command line.
 """
 
 import argparse
@@ -8,8 +8,10 @@ import signal
 import sys
 
 from ..gen.errors import RowstatError
+from .common import (arch_from_args, arch_options, layer_inputs, layer_options,
+                     write_layer_outputs)
 
-__all__ = ["register", "cmd_build", "cmd_host"]
+__all__ = ["add_parser", "cmd_build", "cmd_host"]
 
 _BUILD_EPILOG = """\
 examples:
@@ -31,11 +33,10 @@ reports. The baud rate must be the one of the build (default 115200).
 """
 
 
-def register(subparsers):
+def add_parser(subparsers):
     """Add ``build`` and ``host`` to an argparse ``subparsers`` object."""
+    from ..fpga.board import BOARDS, DEFAULT_BAUD
     from ..gen.mapping import OBJECTIVES
-    from ..gen.cli import arch_options, layer_options
-    from .board import BOARDS, DEFAULT_BAUD
     boards = ", ".join(f"{b.name} ({b.device}, preset {b.preset})" for b in BOARDS.values())
     p = subparsers.add_parser(
         "build", help="build a bitstream of the accelerator with a UART host link for a board",
@@ -97,13 +98,12 @@ def _seeds(text):
 
 
 def cmd_build(args):
-    from ..gen.config import load_arch
-    from .board import get_board
-    from .build import BuildFailed, build_bitstream, check_freq
+    from ..fpga.board import get_board
+    from ..fpga.build import BuildFailed, build_bitstream, check_freq
     board = get_board(args.board)
     check_freq(args.freq)
     preset = args.preset or board.preset
-    arch = load_arch(preset, args.config, args.overrides)
+    arch = arch_from_args(args, preset)
     seeds = _seeds(args.seeds)
     # SIGTERM (kill PID) stops the build as Ctrl-C does: the tools are stopped and the report
     # says "interrupted"
@@ -126,13 +126,11 @@ def cmd_build(args):
 
 
 def cmd_host(args):
-    from ..gen.cli import layer_inputs, write_layer_outputs
-    from ..gen.config import load_arch
-    from .host import DEFAULT_CLK_HZ, run_on_board
+    from ..fpga.host import DEFAULT_CLK_HZ, run_on_board
     if not args.timeout > 0:
         raise RowstatError(f"bad value for --timeout: {args.timeout}; allowed: seconds > 0")
     given = args.preset or args.config or args.overrides
-    arch = load_arch(args.preset, args.config, args.overrides) if given else None
+    arch = arch_from_args(args) if given else None
     layer, ifmap, weights, bias = layer_inputs(args)
     if args.freq is not None and not args.freq > 0:
         raise RowstatError(f"bad value for --freq: {args.freq}; allowed: MHz > 0")

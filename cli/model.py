@@ -1,7 +1,7 @@
 """``rowstat model`` and ``rowstat report``: the analytical model (:mod:`rowstat.sim.model`)
 from the command line.
 
-:func:`register` adds both subcommands to the ``rowstat`` command line. ``model`` prints a
+:func:`add_parser` adds both subcommands to the ``rowstat`` command line. ``model`` prints a
 table (or, with ``--json``, one JSON object) of cycles, PE utilisation, accesses and energy per
 layer; ``report`` writes the same as report.json and report.md with PNG figures: cycles per
 layer, energy per layer stacked by level, and the PE occupancy of one pass of each layer.
@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 from ..gen.errors import RowstatError
+from .common import arch_from_args, arch_options
 
-__all__ = ["register", "cmd_model", "cmd_report", "model_from_args", "occupancy_grid"]
+__all__ = ["add_parser", "cmd_model", "cmd_report", "model_from_args", "occupancy_grid"]
 
 _EPILOG = """\
 examples:
@@ -31,7 +32,6 @@ word_bits-bit word at each level; missing keys keep the defaults, the Eyeriss fi
 
 
 def _options(p):
-    from ..gen.cli import arch_options
     from ..gen.mapping import OBJECTIVES
     arch_options(p)
     src = p.add_argument_group("what to model").add_mutually_exclusive_group(required=True)
@@ -49,7 +49,7 @@ def _options(p):
                    help="external link bits per core cycle (Eyeriss: 19.2; default unlimited)")
 
 
-def register(subparsers):
+def add_parser(subparsers):
     """Add ``model`` and ``report`` to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "model", help="predict cycles, accesses and energy of a layer or network (analytical)",
@@ -76,11 +76,10 @@ def register(subparsers):
 
 def model_from_args(args):
     """(arch, {name: LayerModel} in order, cost table, description) for parsed arguments."""
-    from ..gen.config import load_arch
     from ..gen.layer import load_layer
     from ..gen.networks import network_layers
-    from .model import DEFAULT_COSTS, load_costs, model_network
-    arch = load_arch(args.preset, args.config, args.overrides)
+    from ..sim.model import DEFAULT_COSTS, load_costs, model_network
+    arch = arch_from_args(args)
     if args.batch is not None and args.batch < 1:
         raise RowstatError(f"bad value for --batch: {args.batch}; allowed: an integer >= 1")
     io = args.io_bits_per_cycle
@@ -103,7 +102,7 @@ def model_from_args(args):
 
 def _result(arch, models, costs, what, args):
     """The JSON object of ``model --json`` and report.json."""
-    from .model import network_totals
+    from ..sim.model import network_totals
     totals = network_totals(models)
     out = {"what": what, "arch": arch.to_dict(), "objective": args.objective,
            "io_bits_per_cycle": args.io_bits_per_cycle, "costs": costs}
@@ -123,7 +122,7 @@ def _mapping_text(mp):
 
 def _table(arch, models):
     """Text lines of the human table."""
-    from .model import ENERGY_LEVELS, network_totals
+    from ..sim.model import ENERGY_LEVELS, network_totals
     head = (f"{'layer':<10} {'n e p q r t m':<18} {'passes':>7} {'PEs':>4} {'cycles':>12} "
             f"{'util':>6} {'DRAM beats':>11} {'GLB acc.':>11} {'energy':>10}  "
             + " ".join(f"{lv:>5}" for lv in ENERGY_LEVELS))
@@ -185,7 +184,7 @@ def _figures(arch, models, out, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from .model import ENERGY_LEVELS
+    from ..sim.model import ENERGY_LEVELS
     names = [m.name for m in models]
     x = range(len(models))
     written = []
@@ -245,7 +244,7 @@ def _figures(arch, models, out, title):
 
 
 def _markdown(arch, models, result, title, figures):
-    from .model import ENERGY_LEVELS
+    from ..sim.model import ENERGY_LEVELS
     lines = [f"# {title} on {arch.rows} x {arch.cols} PEs", "",
              f"Batch {models[0].layer.N}, mapper objective {result['objective']}, external link "
              f"{result['io_bits_per_cycle'] or 'unlimited'} bits/cycle. Energy in relative units "

@@ -8,10 +8,10 @@ status 2 as ``rowstat``.
 import argparse
 import sys
 
-from ..gen.config import load_arch
 from ..gen.errors import RowstatError
+from .common import arch_from_args, arch_options, run_command
 
-__all__ = ["register", "cmd_sweep", "main"]
+__all__ = ["add_parser", "cmd_sweep", "main"]
 
 _EPILOG = """\
 examples:
@@ -25,15 +25,14 @@ does the points that are missing or had failed. Points whose parameters are not 
 """
 
 
-def register(subparsers):
+def add_parser(subparsers):
     """Add the ``sweep`` subcommand to an argparse ``subparsers`` object; returns its parser."""
-    from .yosys import TARGETS
+    from ..fpga.yosys import TARGETS
     p = subparsers.add_parser(
         "sweep", help="synthesize a grid of configurations with yosys and tabulate the area",
         description="Synthesize every point of a parameter grid (yosys from PyPI) and write "
                     "DIR/sweep.csv, DIR/sweep.json and plots of area against each parameter.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from ..gen.cli import arch_options
     arch_options(p, "architecture (the base every point starts from)")
     group = p.add_argument_group("sweep")
     group.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -67,8 +66,10 @@ def register(subparsers):
 
 def cmd_sweep(args):
     """Run a sweep from parsed arguments. Returns 0 when no point failed, 1 otherwise."""
-    from .sweep import command_line, format_summary, parse_vary, run_sweep
-    arch = load_arch(args.preset, args.config, args.overrides)
+    from ..fpga.sweep import command_line, format_summary, parse_vary, require_dask, run_sweep
+    if args.scheduler is not None:
+        require_dask()
+    arch = arch_from_args(args)
     vary = parse_vary(args.vary)
     if not vary:
         raise RowstatError("nothing to sweep: give at least one --vary key=v1,v2,... "
@@ -85,9 +86,6 @@ def cmd_sweep(args):
 
 def main(argv=None):
     """``rowstat sweep`` on its own: the arguments after ``sweep``."""
-    from ..gen.cli import main as rowstat_main
-    return rowstat_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(prog="rowstat")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run_command(parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)]))
