@@ -24,7 +24,7 @@ from rowstat.gen.config import load_arch
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.program import Op, Wait
+from rowstat.gen.program import Op, Wait, commands
 from rowstat.gen.verilog import write_atomic
 from rowstat.sim.run import run_layer
 from rowstat.sim.timing import program_cycles
@@ -49,10 +49,7 @@ def pass_lengths(arch, F, S, p, q, R, r, t, e, n):
     _, stats = run_layer(arch, layer, x, w, mapping=mapping, trace=True, progress=False)
     program = compile_layer(arch, layer, x, w, mapping=mapping)
     model = program_cycles(arch, program.steps).issue
-    heads, k = [], 0
-    while k < len(program.cmd):
-        heads.append(k)
-        k += 1 + ((program.cmd[k] >> 8) & 0xFF)     # the header's argument count
+    heads = [pos for pos, *_ in commands(program.cmd)]
     taken = stats["trace"]["cmd_cycles"]
     rtl = [taken[h] - 1 for h in heads[1:]]      # a command issues the cycle before the next
     steps = program.steps
