@@ -64,6 +64,9 @@ def _generate_to(arch, top, path, name=None):
 
 
 def cmd_demo(args):
+    if args.onnx is not None:
+        from ..net.cli import demo_onnx
+        return demo_onnx(args)
     if args.top == "pe":
         return demo_pe(args)
     return demo_layer(args)
@@ -235,6 +238,8 @@ def build_parser():
                    help="simulator (default verilator, or $SIM)")
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--out-dir", default="out", help="where the Verilog goes (default out/)")
+    from ..net.cli import add_demo_options
+    add_demo_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run one conv layer on the accelerator RTL in cocotb")
@@ -252,6 +257,8 @@ def build_parser():
     register_board(sub)
     from ..sim.model_cli import register as register_model
     register_model(sub)
+    from ..net.cli import add_parser as register_infer
+    register_infer(sub)
     return parser
 
 

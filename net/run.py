@@ -42,6 +42,9 @@ class NetworkResult:
     ints: np.ndarray
     frac_out: int
     layers: list = field(default_factory=list)
+    #: The model's LayerModel of each layer (for ``rtl``, with the measured cycles), for the
+    #: report's figures.
+    models: list = field(default_factory=list, repr=False)
 
     def totals(self):
         keys = ("cycles", "macs", "dram_read_words", "dram_write_words", "glb_reads",
@@ -93,7 +96,7 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
     if engine == "rtl" and progress:
         from tqdm import tqdm
         bar = tqdm(total=len(layers), desc=f"{qnet.name} on the RTL", unit="layer")
-    stats = []
+    stats, models = [], []
     try:
         for op in qnet.ops:
             if not isinstance(op, QLayer):
@@ -117,6 +120,8 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
                             "dram_read_words", "dram_write_words", "glb_reads", "glb_writes",
                             "passes", "sim_seconds"):
                     s[key] = rs[key]
+                lm = dataclasses.replace(lm, cycles=rs["cycles"],
+                                         pe_utilization=rs["pe_utilization"])
                 if bar is not None:
                     bar.update(1)
             else:
@@ -127,12 +132,13 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
                 y = y.reshape(y.shape[0], -1)
             q = y
             stats.append(s)
+            models.append(lm)
     finally:
         if bar is not None:
             bar.close()
     q = np.asarray(q, dtype=np.int64)
     return NetworkResult(logits=q * 2.0 ** -qnet.frac_out, ints=q, frac_out=qnet.frac_out,
-                         layers=stats)
+                         layers=stats, models=models)
 
 
 class _NetShape:
