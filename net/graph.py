@@ -442,15 +442,13 @@ def _relu(reader, node, name):
 
 def _quantize_linear(reader, node, name):
     scale, zero = _scale_and_zero(reader, node, name)
-    zero = np.zeros((), np.int8) if zero is None else np.asarray(zero)
-    if np.any(zero != 0) and zero.dtype != np.uint8:
-        raise OnnxError(f"node {name!r} (QuantizeLinear): zero point {zero}; allowed: 0 "
-                        f"(symmetric) or a uint8 zero point")
-    if zero.dtype == np.uint8:
-        zp = int(zero.reshape(()))
-        qmax = max(255 - zp, zp)
-    else:
-        qmax = np.iinfo(zero.dtype).max
+    zero = np.zeros((), np.uint8) if zero is None else np.asarray(zero)
+    if zero.dtype.kind not in "iu":
+        raise OnnxError(f"node {name!r} (QuantizeLinear): a {zero.dtype} zero point; allowed: "
+                        f"an integer type")
+    # the magnitude the quantized tensor can hold; rowstat requantizes it symmetrically
+    info, zp = np.iinfo(zero.dtype), int(zero.reshape(()))
+    qmax = max(info.max - zp, zp - info.min) if zp else info.max   # int8: 127, as rowstat's
     reader.net.act_ranges[reader.current] = scale * qmax
     reader.rename(node.output[0])
 
