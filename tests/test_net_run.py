@@ -317,3 +317,10 @@ def test_rtl_engine_equals_the_model_engine(digits):
     gq = quantize(load(gemm), gx)
     rtl = run_network(arch, gq, gx[:2], "rtl", progress=False)
     np.testing.assert_array_equal(rtl.logits, reference(gq, gx[:2]))
+
+
+def test_demo_onnx_classifies_on_the_rtl(capsys):
+    assert main(["demo", "--onnx", "--images", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS: RTL logits equal the model engine's" in out
+    assert "accuracy" in out and "conv2" in out and "total" in out
