@@ -13,13 +13,13 @@ A network that ends in a layer without ReLU (the logits) gets that layer's raw p
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..gen.errors import RowstatError
 from ..gen.layer import LayerSpec
-from .graph import AccelOp, HostOp, Network, op_shape
+from .graph import AccelOp, HostOp, op_shape
 from .host import float_layer, run_host_op
 
 __all__ = ["QLayer", "QNetwork", "quantize", "frac_for", "quantize_tensor", "float_forward",
@@ -53,13 +53,13 @@ class QNetwork:
     """A quantized network: :class:`QLayer` and :class:`~rowstat.net.graph.HostOp` in order."""
 
     name: str
+    input_name: str
     input_shape: tuple
     ops: list
     frac_in: int
     frac_out: int
     act_bits: int
     weight_bits: int
-    notes: list = field(default_factory=list)
 
     @property
     def layers(self):
@@ -98,7 +98,8 @@ def raw_output(ops):
 
 
 def check_input(net, x, option="--input"):
-    """``x`` as float64 (N, *input_shape), or RowstatError naming the shape expected."""
+    """``x`` as float64 (N, *input_shape) of ``net`` (a Network or QNetwork), or RowstatError
+    naming the shape expected."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         raise RowstatError(f"bad value for {option}: an array of {x.dtype}; allowed: numbers")
@@ -134,8 +135,9 @@ def quantize(net, calibration=None, *, act_bits=8, weight_bits=8):
         raise RowstatError(f"network {net.name!r} needs a calibration set (--calibration): "
                            f"it is a float graph without QDQ scales")
     frac = frac_for(in_range, act_bits)
-    q = QNetwork(name=net.name, input_shape=tuple(net.input_shape), ops=[], frac_in=frac,
-                 frac_out=frac, act_bits=act_bits, weight_bits=weight_bits)
+    q = QNetwork(name=net.name, input_name=net.input_name, input_shape=tuple(net.input_shape),
+                 ops=[], frac_in=frac, frac_out=frac, act_bits=act_bits,
+                 weight_bits=weight_bits)
     shape = tuple(net.input_shape)
     last = len(net.ops) - 1
     for i, op in enumerate(net.ops):

@@ -62,12 +62,12 @@ def _check_arch(arch, qnet):
             f"and weight_width={arch.weight_width}; allowed: an architecture at least as wide")
 
 
-def _map(arch, layer, spec, objective, io_bits_per_cycle):
+def _map(arch, name, spec, objective, io_bits_per_cycle):
     from ..gen.mapping import map_layer
     try:
         return map_layer(arch, spec, objective, io_bits_per_cycle=io_bits_per_cycle)
     except MappingError as exc:
-        raise MappingError(f"layer {layer.name!r} ({spec.M}x{spec.C_per_group}x{spec.R}x"
+        raise MappingError(f"layer {name!r} ({spec.M}x{spec.C_per_group}x{spec.R}x"
                            f"{spec.S} on a {spec.H}x{spec.W} ifmap) does not map onto "
                            f"{arch.rows} x {arch.cols} PEs: {exc}") from None
 
@@ -88,7 +88,7 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
     if engine not in ENGINES:
         raise RowstatError(f"bad value for --engine: {engine!r}; allowed: {', '.join(ENGINES)}")
     _check_arch(arch, qnet)
-    x = check_input(_NetShape(qnet), x)
+    x = check_input(qnet, x)
     q = quantize_tensor(x, qnet.frac_in, qnet.act_bits)
     lo, hi = -(1 << (qnet.act_bits - 1)), (1 << (qnet.act_bits - 1)) - 1
     layers = qnet.layers
@@ -104,7 +104,7 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
                 continue
             spec = dataclasses.replace(op.spec, N=q.shape[0])
             ifmap = q.reshape(spec.ifmap_shape)
-            mapping = _map(arch, op, spec, objective, io_bits_per_cycle)
+            mapping = _map(arch, op.name, spec, objective, io_bits_per_cycle)
             lm = model_layer(arch, spec, mapping, io_bits_per_cycle=io_bits_per_cycle,
                              ifmap=ifmap, costs=costs, name=op.name)
             s = _stats_of(op, spec, lm)
@@ -141,14 +141,6 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
                          layers=stats, models=models)
 
 
-class _NetShape:
-    """What check_input needs of a network."""
-
-    def __init__(self, qnet):
-        self.input_shape = qnet.input_shape
-        self.input_name = "input"
-
-
 def _stats_of(op, spec, lm):
     acc = lm.accesses
     mp = lm.mapping
@@ -168,8 +160,7 @@ def model_network_specs(arch, specs, **kw):
     from ..sim.model import model_layer
     out = []
     for name, spec in specs.items():
-        op = type("L", (), {"name": name})
-        mapping = _map(arch, op, spec, kw.get("objective", "cycles"),
+        mapping = _map(arch, name, spec, kw.get("objective", "cycles"),
                        kw.get("io_bits_per_cycle"))
         out.append(model_layer(arch, spec, mapping, name=name, **kw))
     return out
