@@ -13,7 +13,7 @@ A network that ends in a layer without ReLU (the logits) gets that layer's raw p
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
