@@ -228,15 +228,14 @@ class _Reader:
                            ops=[], output_name=graph.output[0].name)
         self.current = inp.name
         self.shape = tuple(dims[1:])
-        self.qmax_of = {}
 
     def const(self, node, i, what):
         name = node.input[i] if i < len(node.input) else ""
         if not name:
             return None
         if name not in self.consts:
-            raise OnnxError(f"node {node.name!r} ({node.op_type}): {what} {name!r} is not a "
-                            f"constant; allowed: weights stored in the graph")
+            raise OnnxError(f"node {node.name or node.op_type!r} ({node.op_type}): {what} "
+                            f"{name!r} is not a constant; allowed: weights stored in the graph")
         return self.consts[name]
 
     def data_input(self, node, name):

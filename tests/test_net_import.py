@@ -241,3 +241,10 @@ def test_errors_name_the_operator_and_node(tmp_path):
         load(bad)
     with pytest.raises(OnnxError, match="allowed: an existing .onnx file"):
         load(tmp_path / "missing.onnx")
+
+
+def test_weights_must_be_constants():
+    nodes = [helper.make_node("Conv", ["x", "x"], ["y"], name="selfconv")]
+    with pytest.raises(OnnxError, match="node 'selfconv' \\(Conv\\): weight 'x' is not a "
+                                        "constant"):
+        load(make_model(nodes, {}, (1, 3, 3)))
