@@ -60,11 +60,13 @@ def main(argv=None):
                           | {"energy": s["energy"]["total"]} for s in result.layers]}
         if args.rtl_images and preset in args.rtl_presets.split(","):
             n = args.rtl_images
+            t0 = time.monotonic()
             rtl = run_network(arch, qnet, x_te[:n], "rtl")
+            rtl_seconds = time.monotonic() - t0
             ref = run_network(arch, qnet, x_te[:n], "model")
             row["rtl"] = {"images": n, "equal_to_model": bool(np.array_equal(rtl.ints, ref.ints)),
                           "accuracy": float((rtl.logits.argmax(1) == y_te[:n]).mean()),
-                          "cycles": rtl.totals()["cycles"]}
+                          "cycles": rtl.totals()["cycles"], "seconds": round(rtl_seconds)}
         rows.append(row)
         print(f"{preset}: int8 accuracy {row['int8_accuracy']:.4f} (float {float_acc:.4f}), "
               f"{row['cycles_per_image']:.0f} cycles per image", flush=True)
@@ -83,14 +85,16 @@ def main(argv=None):
              f"Command: `{out['command']}`", "",
              f"Float model (onnxruntime on the float graph): accuracy **{float_acc:.2%}**.", "",
              "| preset | int8 accuracy | agrees with float | cycles / image | energy / image |"
-             + (" RTL images: equal to model, accuracy |" if args.rtl_images else ""),
+             + (" RTL: images, logits equal to the model's, accuracy, cycles / image |"
+                if args.rtl_images else ""),
              "|---|---|---|---|---|" + ("---|" if args.rtl_images else "")]
     for r in rows:
         line = (f"| {r['preset']} | **{r['int8_accuracy']:.2%}** | {r['agree_with_float']:.2%} "
                 f"| {r['cycles_per_image']:,.0f} | {r['energy_per_image']:.4g} |")
         if "rtl" in r:
-            line += f" {r['rtl']['images']}: {r['rtl']['equal_to_model']}, " \
-                    f"{r['rtl']['accuracy']:.0%} |"
+            rt = r["rtl"]
+            line += (f" {rt['images']}, {'yes' if rt['equal_to_model'] else 'NO'}, "
+                     f"{rt['accuracy']:.2%}, {rt['cycles'] / rt['images']:,.0f} |")
         elif args.rtl_images:
             line += " not run |"
         lines.append(line)
