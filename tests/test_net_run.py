@@ -324,3 +324,13 @@ def test_demo_onnx_classifies_on_the_rtl(capsys):
     out = capsys.readouterr().out
     assert "PASS: RTL logits equal the model engine's" in out
     assert "accuracy" in out and "conv2" in out and "total" in out
+
+
+@pytest.mark.slow
+def test_rtl_engine_on_the_eyeriss_array(digits):
+    """The 12 x 14, 16-bit array: the output stage clamps to 16 bits and the host to int8."""
+    net, qnet, x, y = digits
+    arch = PRESETS["eyeriss"]
+    rtl = run_network(arch, qnet, x[:4], "rtl", progress=False)
+    np.testing.assert_array_equal(rtl.ints, run_network(arch, qnet, x[:4], "model").ints)
+    np.testing.assert_array_equal(rtl.logits, reference(qnet, x[:4]))
