@@ -72,6 +72,16 @@ def _map(arch, name, spec, objective, io_bits_per_cycle):
                            f"{arch.rows} x {arch.cols} PEs: {exc}") from None
 
 
+def _check_data(arch, op, spec, ifmap):
+    """What the compiler refuses (a bias wider than a psum, ...), refused by both engines and
+    named with the layer."""
+    from ..gen.compiler import DataError, check_inputs
+    try:
+        check_inputs(arch, spec, ifmap, op.weight, op.bias)
+    except DataError as exc:
+        raise DataError(f"layer {op.name!r}: {exc}") from None
+
+
 def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs=None,
                 io_bits_per_cycle=None, objective="cycles"):
     """Run the :class:`~rowstat.net.quantize.QNetwork` ``qnet`` on the batch ``x`` (float,
@@ -105,6 +115,7 @@ def run_network(arch, qnet, x, engine="model", *, progress=True, sim=None, costs
             spec = dataclasses.replace(op.spec, N=q.shape[0])
             ifmap = q.reshape(spec.ifmap_shape)
             mapping = _map(arch, op.name, spec, objective, io_bits_per_cycle)
+            _check_data(arch, op, spec, ifmap)
             lm = model_layer(arch, spec, mapping, io_bits_per_cycle=io_bits_per_cycle,
                              ifmap=ifmap, costs=costs, name=op.name)
             s = _stats_of(op, spec, lm)

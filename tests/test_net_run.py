@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rowstat.gen.cli import main
 from rowstat.gen.config import PRESETS
+from rowstat.gen.errors import RowstatError
 from rowstat.gen.networks import NETWORKS
 from rowstat.net import QLayer, load, quantize, run_network
 from rowstat.net.digits import digits_model_path, digits_split
@@ -109,6 +110,17 @@ def test_model_engine_equals_the_reference(digits):
     np.testing.assert_array_equal(tiny.logits, reference(dim, x[:40]))
     wide = run_network(PRESETS["eyeriss"], dim, x[:40])
     np.testing.assert_array_equal(wide.ints, tiny.ints)
+
+
+def test_a_bias_wider_than_a_psum_is_refused_by_name(digits):
+    import copy
+    net, qnet, x, _ = digits
+    bad = copy.deepcopy(qnet)
+    bad.layers[1].bias[3] = 1 << 23            # the tiny preset's psums are 24 bits
+    for engine in ("model", "rtl"):            # refused before anything is simulated
+        with pytest.raises(RowstatError, match="layer 'conv2': bias: value 8388608 at index "
+                                               r"\(3,\) is outside the signed 24-bit range"):
+            run_network(PRESETS["tiny"], bad, x[:2], engine)
 
 
 def test_int8_accuracy_within_a_point_of_float(digits):
