@@ -10,7 +10,7 @@ def run_layer(arch, layer, ifmap, weights, bias=None, **options):
 
     ``arch`` is an ArchConfig or a preset name, ``layer`` a LayerSpec or a dict of its keys.
     Returns ``(ofmap, stats)``: the (N, M, E, F) int64 ofmap and the stats dict. Options:
-    ``sim``, ``waves``, ``io_bits_per_cycle``, ``mapping``, ``progress``.
+    ``sim``, ``waves``, ``io_bits_per_cycle``, ``mapping``, ``objective``, ``progress``.
     """
     from .gen.config import PRESETS, load_arch
     from .gen.layer import LayerSpec

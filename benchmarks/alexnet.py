@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/alexnet.py [--batch 4] [--io-bits-per-cycle 19.2]
         [--layers 1,2,3,4,5] [--preset eyeriss] [--set key=value ...]
-        [--out benchmarks/results/alexnet]
+        [--out docs/results/alexnet]
 
 The array must keep the chip's 12 x 14 PEs (utilisation is counted over 168 PEs, as the
 chip's); other parameters may change (``--preset eyeriss_wide``, ``--set``).
@@ -30,7 +30,7 @@ from rowstat.gen.mapping import map_layer
 from rowstat.gen.networks import ALEXNET
 from rowstat.gen.verilog import write_atomic
 from rowstat.sim.golden import golden_layer
-from rowstat.sim.model import model_layer
+from rowstat.sim.model import choose_mapping, model_layer
 from rowstat.sim.run import run_layer
 
 
@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--preset", default="eyeriss")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override one parameter (repeatable)")
-    parser.add_argument("--out", default="benchmarks/results/alexnet")
+    parser.add_argument("--out", default="docs/results/alexnet")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other layers of an earlier run in OUT")
     parser.add_argument("--remodel", action="store_true",
@@ -106,11 +106,18 @@ def main(argv=None):
         b = rng.integers(-2**20, 2**20, (layer.M,))
         t0 = time.monotonic()
         print(f"{name}: {layer.macs / 1e6:.0f} M MACs ...", file=sys.stderr, flush=True)
-        mapping = map_layer(arch, layer, io_bits_per_cycle=args.io_bits_per_cycle)
+        mapping = choose_mapping(arch, layer, io_bits_per_cycle=args.io_bits_per_cycle)
         model = model_layer(arch, layer, mapping, io_bits_per_cycle=args.io_bits_per_cycle,
                             ifmap=x)
-        ofmap, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=args.io_bits_per_cycle,
-                                 mapping=mapping)
+        # the run maps the layer itself, for its link: the model's mapping
+        ofmap, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=args.io_bits_per_cycle)
+        if {k: stats["mapping"][k] for k in "nepqrtm"} != {k: getattr(mapping, k)
+                                                          for k in "nepqrtm"}:
+            raise SystemExit(f"alexnet.py: {name}: the run's mapping {stats['mapping']} is not "
+                             f"the model's {mapping.summary()}")
+        # what a mapping chosen without the link would cost on it (by the model)
+        unlinked = model_layer(arch, layer, map_layer(arch, layer),
+                               io_bits_per_cycle=args.io_bits_per_cycle)
         exact = bool(np.array_equal(ofmap, golden_layer(arch, layer, x, w, b)))
         wall = time.monotonic() - t0
         chip_cycles, chip_pes, chip_glb, chip_dram = CHIP[name]
@@ -119,6 +126,10 @@ def main(argv=None):
             "layer": name, "bit_exact": exact, "macs_M": layer.macs / 1e6,
             "cycles_M": stats["cycles"] / 1e6, "chip_cycles_M": chip_cycles * scale,
             "model_cycles_M": model.cycles / 1e6,
+            "unlinked_model_cycles_M": unlinked.cycles / 1e6,
+            "unlinked_dram_MB": (unlinked.accesses["dram_read_words"]
+                                 + unlinked.accesses["dram_write_words"])
+            * arch.dram_width / 8 / 1e6,
             "model_error": (model.cycles - stats["cycles"]) / stats["cycles"],
             "model_counts_equal": all(model.accesses[k] == stats[k] for k in (
                 "dram_read_words", "dram_write_words", "glb_reads", "glb_writes", "passes",
@@ -147,7 +158,9 @@ def write_results(out, rows, args):
     wall = sum(r["wall_s"] for r in rows)       # simulation wall clock, layer by layer
     total_cycles = sum(r["cycles_M"] for r in rows)
     total_macs = sum(r["macs_M"] for r in rows)
-    summary = {"preset": args.preset, "overrides": args.overrides,
+    summary = {"command": " ".join(["benchmarks/alexnet.py"] + sys.argv[1:]),
+               "date": time.strftime("%Y-%m-%d"), "preset": args.preset,
+               "overrides": args.overrides,
                "batch": args.batch, "io_bits_per_cycle": args.io_bits_per_cycle,
                "total_cycles_M": total_cycles,
                "overall_utilization": total_macs / (168 * total_cycles),
@@ -157,9 +170,11 @@ def write_results(out, rows, args):
     fields = [k for k in rows[0] if k != "mapping"]
     csv_lines = [",".join(fields)] + [",".join(str(r[k]) for k in fields) for r in rows]
     write_atomic(out / "alexnet.csv", "\n".join(csv_lines) + "\n")
-    lines = ["| layer | exact | cycles (M) | model (M) | model error | chip (M) | util. | "
-             "chip util. | active PEs (chip) | DRAM MB (chip) | GLB MB (chip) | n e p q r t m |",
-             "|" + "---|" * 12]
+    lines = [f"`.venv/bin/python {summary['command']}`, {summary['date']}", "",
+             "| layer | exact | cycles (M) | model (M) | model error | chip (M) | util. | "
+             "chip util. | active PEs (chip) | DRAM MB (chip) | GLB MB (chip) | n e p q r t m |"
+             " mapped without the link: model (M), DRAM MB |",
+             "|" + "---|" * 13]
     for r in rows:
         mp = r["mapping"]
         lines.append(
@@ -168,7 +183,9 @@ def write_results(out, rows, args):
             f"{r['pe_utilization']:.1%} | {r['chip_utilization']:.1%} | {r['active_pes']} "
             f"({r['chip_active_pes']}) | {r['dram_MB']:.1f} ({r['chip_dram_MB']:.1f}) | "
             f"{r['glb_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
-            f"{' '.join(str(mp[k]) for k in 'nepqrtm')} |")
+            f"{' '.join(str(mp[k]) for k in 'nepqrtm')} | "
+            + (f"{r['unlinked_model_cycles_M']:.3f}, {r['unlinked_dram_MB']:.1f} |"
+               if "unlinked_model_cycles_M" in r else "- |"))
     arch_text = " ".join([args.preset] + [f"--set {o}" for o in args.overrides])
     lines.append(f"\n{arch_text}, batch {args.batch}, link {args.io_bits_per_cycle} bits/cycle: "
                  f"{total_cycles:.2f} M cycles, overall utilisation "

@@ -2,12 +2,12 @@
 beside the published Eyeriss figures and the recorded RTL runs.
 
     .venv/bin/python benchmarks/model.py [--batch 4] [--io-bits-per-cycle 19.2]
-        [--repeat 5] [--presets eyeriss,eyeriss_wide] [--out benchmarks/results/model]
+        [--repeat 5] [--presets eyeriss,eyeriss_wide] [--out docs/results/model]
 
 Writes OUT/timing.json (seconds per network: mapping + model, and the model alone with the
 mappings given), OUT/alexnet_vs_chip.{json,md} (per layer: model cycles, utilisation, active
 PEs, DRAM and GLB MB and mapping against the chip's, JSSC 2017, batch 4) and, for every RTL run
-recorded by benchmarks/alexnet.py in benchmarks/results/alexnet/*.json, the model with the
+recorded by benchmarks/alexnet.py in docs/results/alexnet/*.json, the model with the
 same mapping against it.
 
 It also says what bounds each layer (OUT/alexnet_bounds.md): the cycles if every pass ran its
@@ -25,10 +25,9 @@ from pathlib import Path
 
 from rowstat.gen.compiler import plan_layer
 from rowstat.gen.config import PRESETS, load_arch
-from rowstat.gen.mapping import map_layer
 from rowstat.gen.program import Op
 from rowstat.gen.networks import EYERISS_ALEXNET_MAPPING, NETWORKS, network_layers
-from rowstat.sim.model import model_layer, model_network, network_totals
+from rowstat.sim.model import choose_mapping, model_layer, model_network, network_totals
 
 # the chip's figures, kept in one place (run as a script: benchmarks/ is on sys.path)
 from alexnet import CHIP, CHIP_MACS  # noqa: E402
@@ -149,7 +148,7 @@ def versus_rtl(results_dirs):
         layers = network_layers("alexnet", batch)
         for run in data["layers"]:
             layer = layers[run["layer"]]
-            mp = map_layer(arch, layer, io_bits_per_cycle=io, **run["mapping"])
+            mp = choose_mapping(arch, layer, io_bits_per_cycle=io, **run["mapping"])
             m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             a = m.accesses
             rows.append({
@@ -218,10 +217,10 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--presets", default="eyeriss,eyeriss_wide",
                         help="comma-separated presets (12 x 14) to set beside the chip")
-    parser.add_argument("--rtl-results", default="benchmarks/results/alexnet,"
-                        "benchmarks/results/alexnet_wide",
+    parser.add_argument("--rtl-results", default="docs/results/alexnet,"
+                        "docs/results/alexnet_wide",
                         help="comma-separated folders of benchmarks/alexnet.py runs")
-    parser.add_argument("--out", default="benchmarks/results/model")
+    parser.add_argument("--out", default="docs/results/model")
     args = parser.parse_args(argv)
     arch = PRESETS["eyeriss"]
     out = Path(args.out)

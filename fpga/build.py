@@ -201,11 +201,38 @@ def _heartbeat(say, log, every=60.0):
         thread.join()
 
 
+def _seed_dirs(work, seeds):
+    """One folder per nextpnr seed beside the synthesized design, the build's files linked in:
+    each run writes its own log, report and placed design there."""
+    inputs = [f for f in work.iterdir() if f.is_file()]
+    dirs = []
+    for seed in seeds:
+        d = work / f"seed{seed}"
+        d.mkdir()
+        for f in inputs:
+            (d / f.name).symlink_to(f.resolve())
+        dirs.append(d)
+    return dirs
+
+
+def _adopt(winner, work):
+    """Move the winning seed's outputs into the build folder (over the links)."""
+    for f in winner.iterdir():
+        if not f.is_symlink():
+            os.replace(f, work / f.name)
+
+
 def build_bitstream(board_name, arch, out_dir, *, preset=None, freq=None, baud=DEFAULT_BAUD,
-                    seed=1, timeout=None, say=print):
+                    seed=1, seeds=None, timeout=None, say=print):
     """Build the bitstream of ``arch`` for a board into ``out_dir``. Returns the report (a
     dict, also in ``out_dir/report.json``). Raises :class:`BuildFailed` (after writing the
-    report) if the design does not fit, misses the target frequency or a tool fails."""
+    report) if the design does not fit, misses the target frequency or a tool fails.
+
+    ``seeds``: several nextpnr seeds run at once; the first that routes and meets timing is
+    kept and the others are stopped (default: ``seed`` alone). An interrupted build
+    (KeyboardInterrupt, or SIGTERM turned into one by the CLI) stops its tools and leaves a
+    report whose status is "interrupted"."""
+    seeds = list(seeds) if seeds else [seed]
     t0 = time.monotonic()
     out = Path(out_dir)
     board = get_board(board_name)
@@ -275,11 +302,28 @@ def build_bitstream(board_name, arch, out_dir, *, preset=None, freq=None, baud=D
                          f"--preset or --set rows=/cols=/act_width=")
             elif tool.startswith("nextpnr"):
                 stage(3, f"placing and routing with {tool} for {clock_mhz:g} MHz")
-                args = args + ["--report", "pnr_report.json", "--timing-allow-fail",
-                               "--seed", str(seed)]
+                args = args + ["--report", "pnr_report.json", "--timing-allow-fail"]
                 try:
-                    with _heartbeat(say, work / "top.tim"):
-                        yosys.run_tool(tool, args, cwd=work, log="top.tim", timeout=timeout)
+                    if len(seeds) == 1:
+                        report["seed"] = seeds[0]
+                        with _heartbeat(say, work / "top.tim"):
+                            yosys.run_tool(tool, args + ["--seed", str(seeds[0])], cwd=work,
+                                           log="top.tim", timeout=timeout)
+                    else:
+                        say(f"      seeds {', '.join(map(str, seeds))} at once; the first "
+                            f"that routes is kept", flush=True)
+                        dirs = _seed_dirs(work, seeds)
+                        try:
+                            with _heartbeat(say, dirs[0] / "top.tim"):
+                                won, _ = yosys.run_first_ok(
+                                    tool, [(args + ["--seed", str(sd)], d)
+                                           for sd, d in zip(seeds, dirs)],
+                                    log="top.tim", timeout=timeout)
+                        except yosys.ToolRunError:
+                            _adopt(dirs[0], work)       # the first seed's log and report
+                            raise
+                        report["seed"] = seeds[won]
+                        _adopt(dirs[won], work)
                 finally:
                     if (work / "pnr_report.json").exists():
                         fmax = yosys.parse_fmax(work / "pnr_report.json")
@@ -289,6 +333,8 @@ def build_bitstream(board_name, arch, out_dir, *, preset=None, freq=None, baud=D
                         report["clocks"] = clocks
                         report["resources"] = _resources(board, metrics, utilisation)
                         report["fmax_mhz"] = round(fmax, 2) if fmax else None
+                        report["critical_paths"] = yosys.parse_critical_paths(
+                            work / "pnr_report.json")
                     elif (work / "top.tim").exists():
                         # stopped before its report (e.g. it does not fit): the log's counts
                         used = yosys.parse_log_utilisation(

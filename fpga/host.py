@@ -12,7 +12,11 @@ from ..gen.errors import RowstatError
 from .board import DEFAULT_BAUD
 from .protocol import INFO, Decoder, HostSession, LinkError, frame
 
-__all__ = ["open_port", "drive", "query_info", "preset_for_key", "run_on_board",
+#: The core clock assumed without ``--freq``: the iCEBreaker's 12 MHz (the link's bits per core
+#: cycle follow from it; on a UART every layer is bound by the link whatever the clock).
+DEFAULT_CLK_HZ = 12e6
+
+__all__ = ["DEFAULT_CLK_HZ", "open_port", "drive", "query_info", "preset_for_key", "run_on_board",
            "run_on_simulated_board"]
 
 
@@ -79,10 +83,19 @@ def preset_for_key(key):
 
 
 def run_on_board(arch, layer, ifmap, weights, bias=None, *, port, baud=DEFAULT_BAUD,
-                 timeout=30.0, progress=True):
-    """Run ``layer`` on the board at ``port``. Returns (ofmap (N, M, E, F) int64, stats)."""
+                 clk_hz=DEFAULT_CLK_HZ, objective="cycles", timeout=30.0, progress=True):
+    """Run ``layer`` on the board at ``port``. Returns (ofmap (N, M, E, F) int64, stats).
+
+    ``clk_hz`` is the bitstream's core clock: with ``baud`` it gives the link's bits per core
+    cycle, for which the layer is mapped (as ``rowstat model --io-bits-per-cycle`` would)."""
     from ..gen.compiler import compile_layer, decode_output
-    from ..sim.run import stats_from
+    from ..sim.model import choose_mapping
+    from ..sim.run import model_check, stats_from
+    from .uart import link_bits_per_cycle, uart_divisor
+    try:
+        io = link_bits_per_cycle(uart_divisor(clk_hz, baud))
+    except ValueError as exc:
+        raise RowstatError(f"bad --freq/--baud: {exc}") from None
     link = open_port(port, baud)
     if arch is None:        # the board's preset, from its INFO answer
         try:
@@ -98,7 +111,8 @@ def run_on_board(arch, layer, ifmap, weights, bias=None, *, port, baud=DEFAULT_B
         from ..gen.config import PRESETS
         arch = PRESETS[name]
     try:
-        program = compile_layer(arch, layer, ifmap, weights, bias)
+        mapping = choose_mapping(arch, layer, objective, io_bits_per_cycle=io)
+        program = compile_layer(arch, layer, ifmap, weights, bias, mapping)
     except BaseException:
         link.close()
         raise
@@ -124,6 +138,8 @@ def run_on_board(arch, layer, ifmap, weights, bias=None, *, port, baud=DEFAULT_B
     stats = stats_from(arch, layer, program, counters, counters["cycles"])
     stats.update(link_seconds=round(seconds, 3), link_bytes_sent=session.sent,
                  link_bytes_received=session.bytes_received, board_errors=session.info["errors"])
+    stats["model"] = model_check(arch, layer, program.mapping, stats, io_bits_per_cycle=io,
+                                 ifmap=ifmap)
     return ofmap, stats
 
 
@@ -136,10 +152,14 @@ def run_on_simulated_board(arch, layer, ifmap, weights, bias=None, *, sim=None, 
     import numpy as np
 
     from ..gen.compiler import compile_layer, decode_output
-    from ..sim.run import stats_from
+    from ..sim.model import choose_mapping
+    from ..sim.run import model_check, stats_from
     from ..sim.runner import build, run_bench
     from .board import SIM_DIVISOR
-    program = compile_layer(arch, layer, ifmap, weights, bias)
+    from .uart import link_bits_per_cycle
+    io = link_bits_per_cycle(SIM_DIVISOR)
+    program = compile_layer(arch, layer, ifmap, weights, bias,
+                            choose_mapping(arch, layer, io_bits_per_cycle=io))
     built = build(arch, "board", sim, progress=progress)
     with tempfile.TemporaryDirectory(prefix="rowstat-board-") as tmp:
         tmp = Path(tmp)
@@ -156,4 +176,6 @@ def run_on_simulated_board(arch, layer, ifmap, weights, bias=None, *, sim=None, 
                  link_bytes_received=report["bytes_received"], board_errors=report["errors"],
                  link_cycles=report["cycles"], sim_seconds=report["sim_seconds"],
                  build_seconds=built.build_seconds)
+    stats["model"] = model_check(arch, layer, program.mapping, stats, io_bits_per_cycle=io,
+                                 ifmap=ifmap)
     return ofmap, stats

@@ -17,7 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "uart_divisor", "MIN_DIVISOR"]
+__all__ = ["UARTRx", "UARTTx", "uart_divisor", "link_bits_per_cycle", "MIN_DIVISOR"]
 
 #: The fewest clock cycles per bit the receiver samples reliably.
 MIN_DIVISOR = 4
@@ -28,6 +28,12 @@ def _check_divisor(component, divisor):
         component._MustUse__silence = True      # refused, so no "never used" warning either
         raise ValueError(f"UART divisor must be an integer >= {MIN_DIVISOR} (clock cycles per "
                          f"bit), not {divisor!r}")
+
+
+def link_bits_per_cycle(divisor):
+    """Payload bits per core clock cycle of an 8N1 UART at ``divisor`` cycles per bit: 8 data
+    bits in every 10 bit times. The rate the mapper plans for on a board."""
+    return 8 / (10 * divisor)
 
 
 def uart_divisor(clk_hz, baud, tolerance=0.02):

@@ -25,17 +25,19 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from ..gen.errors import ToolError
 
 __all__ = [
-    "TARGETS", "DEVICES", "ToolRunError", "ToolTimeout", "find_tool", "run_tool",
+    "TARGETS", "DEVICES", "ToolRunError", "ToolTimeout", "find_tool", "run_tool", "run_first_ok",
     "tool_version", "synth_script", "synthesize", "parse_stat", "pnr_wrapper", "place_and_route",
-    "parse_fmax", "parse_log_utilisation",
+    "parse_fmax", "parse_critical_paths", "parse_log_utilisation",
 ]
 
 #: Synthesis targets, and the metrics each one reports (in CSV column order).
@@ -105,33 +107,105 @@ def _first_error(text):
     return lines[-1] if lines else "no output"
 
 
-def run_tool(name, args, cwd, log=None, timeout=None):
-    """Run tool ``name`` with ``args`` in ``cwd``. Returns the elapsed seconds; raises
-    :class:`ToolRunError` on a non-zero exit and :class:`ToolTimeout` past ``timeout`` seconds.
+def _stop(proc):
+    """End ``proc`` and everything it started (it leads its own process group)."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
-    The tools write their full log themselves (yosys ``-l``, nextpnr ``-l``); ``log`` names
-    that file, which is searched for the error line as well as the captured output.
-    """
+
+def _start(name, args, cwd):
     command = find_tool(name) + [str(a) for a in args]
-    cwd = Path(cwd)
-    t0 = time.monotonic()
     try:
-        proc = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolTimeout(f"{name} timed out after {timeout:g} s") from None
+        # its own process group and session: a stop (timeout, Ctrl-C, SIGTERM) ends the tool
+        # and anything it started, and a Ctrl-C at the terminal reaches rowstat alone
+        return subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", start_new_session=True)
     except OSError as exc:
         raise ToolError(f"{name} could not be started ({command[0]}: {exc.strerror}); "
                         f"install it with `pip install {_TOOLS[name][1]}`") from None
+
+
+def _check_exit(name, proc, output, cwd, log):
     if proc.returncode:
-        text = (proc.stdout or "") + "\n" + (proc.stderr or "")
+        text = output or ""
         log_path = cwd / log if log else None
         if "ERROR" not in text and log_path and log_path.exists():
             text += "\n" + log_path.read_text(errors="replace")
         where = f"; log: {log_path}" if log_path and log_path.exists() else ""
         raise ToolRunError(f"{name} failed (exit {proc.returncode}): {_first_error(text)}"
                            f"{where}")
+
+
+def run_tool(name, args, cwd, log=None, timeout=None):
+    """Run tool ``name`` with ``args`` in ``cwd``. Returns the elapsed seconds; raises
+    :class:`ToolRunError` on a non-zero exit and :class:`ToolTimeout` past ``timeout`` seconds.
+    However this call ends (an exception, KeyboardInterrupt, SIGTERM turned into one), the tool
+    and its children are stopped.
+
+    The tools write their full log themselves (yosys ``-l``, nextpnr ``-l``); ``log`` names
+    that file, which is searched for the error line as well as the captured output.
+    """
+    cwd = Path(cwd)
+    t0 = time.monotonic()
+    proc = _start(name, args, cwd)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        raise ToolTimeout(f"{name} timed out after {timeout:g} s") from None
+    except BaseException:
+        _stop(proc)
+        raise
+    _check_exit(name, proc, output, cwd, log)
     return time.monotonic() - t0
+
+
+def run_first_ok(name, runs, log=None, timeout=None, poll=0.5):
+    """Run tool ``name`` once for each ``(args, cwd)`` of ``runs``, all at once, and keep the
+    first that succeeds: the others are stopped. Returns ``(index, seconds)`` of that run;
+    raises the last failure's :class:`ToolRunError` if none succeeds, :class:`ToolTimeout`
+    past ``timeout`` seconds. Every tool is stopped however the call ends."""
+    t0 = time.monotonic()
+    procs = [(_start(name, args, Path(cwd)), Path(cwd)) for args, cwd in runs]
+    # drain each pipe in the background so that a chatty tool never blocks on it
+    outputs = [[] for _ in procs]
+    readers = [threading.Thread(target=lambda p=p, o=o: o.append(p.stdout.read()), daemon=True)
+               for (p, _), o in zip(procs, outputs)]
+    for r in readers:
+        r.start()
+    failure = None
+    try:
+        while True:
+            running = 0
+            for i, ((proc, cwd), reader) in enumerate(zip(procs, readers)):
+                if proc.poll() is None:
+                    running += 1
+                    continue
+                reader.join()
+                try:
+                    _check_exit(name, proc, "".join(outputs[i]), cwd, log)
+                except ToolRunError as exc:
+                    failure = exc
+                    continue
+                return i, time.monotonic() - t0
+            if not running:
+                raise failure
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise ToolTimeout(f"{name} timed out after {timeout:g} s")
+            time.sleep(poll)
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                _stop(proc)
 
 
 def tool_version(name, cwd="."):
@@ -348,6 +422,34 @@ def parse_fmax(report_json):
     achieved = [c.get("achieved") for c in data.get("fmax", {}).values()]
     achieved = [float(a) for a in achieved if a is not None]
     return min(achieved) if achieved else None
+
+
+def parse_critical_paths(report_json):
+    """The critical path of each clock pair in a nextpnr ``--report`` file: a list of
+    {"from", "to" (clock events), "delay_ns", "logic_ns", "routing_ns", "start", "end" (the
+    first driver and last sink cell), "cells" (the cells it passes, in order)}."""
+    data = json.loads(Path(report_json).read_text())
+    out = []
+    for crit in data.get("critical_paths", []):
+        segments = crit.get("path", [])
+        if not segments:
+            continue
+        cells = []
+        for seg in segments:
+            for end in ("from", "to"):
+                cell = seg.get(end, {}).get("cell")
+                if cell and (not cells or cells[-1] != cell):
+                    cells.append(cell)
+        delay = {kind: sum(seg.get("delay", 0.0) for seg in segments
+                           if (seg.get("type") == "routing") == (kind == "routing"))
+                 for kind in ("logic", "routing")}
+        out.append({"from": crit.get("from"), "to": crit.get("to"),
+                    "delay_ns": round(delay["logic"] + delay["routing"], 3),
+                    "logic_ns": round(delay["logic"], 3),
+                    "routing_ns": round(delay["routing"], 3),
+                    "start": segments[0].get("from", {}).get("cell"),
+                    "end": segments[-1].get("to", {}).get("cell"), "cells": cells})
+    return out
 
 
 def parse_log_utilisation(log_text):

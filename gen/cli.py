@@ -193,15 +193,18 @@ def cmd_run(args):
     arch = _arch(args)
     layer, ifmap, weights, bias = layer_inputs(args)
     ofmap, stats = run_layer(arch, layer, ifmap, weights, bias, sim=args.sim, waves=args.waves,
-                             io_bits_per_cycle=args.io_bits_per_cycle)
+                             io_bits_per_cycle=args.io_bits_per_cycle, objective=args.objective)
     write_layer_outputs(args, ofmap, stats)
-    print(f"wrote {args.out} {tuple(ofmap.shape)}: {stats['cycles']} cycles, "
+    model = stats["model"]
+    print(f"wrote {args.out} {tuple(ofmap.shape)}: {stats['cycles']} cycles (model "
+          f"{model['predicted']['cycles']}, {100 * model['error']['cycles']:+.2f}%), "
           f"{stats['pe_utilization']:.1%} PE utilisation, {stats['passes']} passes, "
           f"{stats['dram_read_words']} beats in, {stats['dram_write_words']} beats out")
     return 0
 
 
 def build_parser():
+    from .mapping import OBJECTIVES
     parser = argparse.ArgumentParser(
         prog="rowstat",
         description="Generate, simulate and measure row-stationary DNN accelerators.")
@@ -249,6 +252,9 @@ def build_parser():
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--io-bits-per-cycle", type=float, default=None, metavar="B",
                    help="throttle the data link to B bits per core cycle (Eyeriss: 19.2)")
+    p.add_argument("--objective", default="cycles", choices=OBJECTIVES,
+                   help="what the mapper minimises for this link, as for `rowstat model` "
+                        "(default cycles)")
     p.set_defaults(func=cmd_run)
 
     from ..fpga.sweep_cli import register as register_sweep

@@ -342,7 +342,9 @@ def compile_layer(arch, layer, ifmap, weights, bias=None, mapping=None):
 
     ``ifmap`` (N, C, H, W), ``weights`` (M, C/groups, R, S) and ``bias`` (M,) are integer arrays
     within the signed act_width, weight_width and psum_width ranges (DataError otherwise).
-    ``mapping`` defaults to ``map_layer(arch, layer)``.
+    ``mapping`` defaults to ``map_layer(arch, layer)``, the choice for the fewest cycles over an
+    unlimited link (what :func:`rowstat.sim.model.choose_mapping` gives for them); a run over
+    a throttled link or for another objective passes that decision's mapping.
     """
     x, w, b = check_inputs(arch, layer, ifmap, weights, bias)
     return _compile(arch, layer, x, w, b, mapping, dry=False)

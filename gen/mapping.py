@@ -38,19 +38,18 @@ import numpy as np
 
 from ..hw.drain import DRAIN_LATENCY
 from ..hw.pe import PE_U_WIDTH, pe_f_width, pe_rows_width, pe_stream_limit
+from . import schedule
 from .errors import MappingError
+from .schedule import COMMAND_START
+from .program import Op, nargs
 from .placement import PassShape, _segments, ceil_div, place_pass
 
-__all__ = ["Mapping", "map_layer", "stream_geometry", "OBJECTIVES", "PE_U_MAX",
-           "PASS_OVERHEAD"]
+__all__ = ["Mapping", "map_layer", "needs_ranking", "stream_geometry", "config_beats", "OBJECTIVES", "PE_U_MAX"]
 
 OBJECTIVES = ("cycles", "dram", "energy")
 PE_U_MAX = (1 << PE_U_WIDTH) - 1    # PE config U field
 COUNT_MAX = (1 << 20) - 1       # command count/address fields (rowstat.gen.program.COUNT)
 TAGS_MAX = (1 << 12) - 1        # tag table sizes (rowstat.gen.program.TAGS)
-#: Fixed cycles of a pass beyond its MACs and bus beats when the MACs pace it and when the GON
-#: does (rowstat.sim.timing's T_TAIL and T_GON, which the timing tests check against the RTL).
-PASS_OVERHEAD = (14, 3)
 
 
 def _bias_depth(arch):
@@ -72,6 +71,15 @@ def stream_geometry(arch):
 def _rows_in_view(widths, R, U):
     """Ifmap rows some PE of the segments reads (rows between the windows are not sent)."""
     return sum(w * R if U >= R else U * (w - 1) + R for w in widths)
+
+
+def config_beats(arch, R, r, t, e_s, rows_in_view):
+    """DRAM beats of one placement's tables (rowstat.gen.compiler loads them when the placement
+    changes): the ID chain (a beat per PE and one per row), the ifmap, filter and psum tag tables
+    (a beat per tag: ``r * rows_in_view`` ifmap rows, ``R * r * t`` filter rows, ``t * e_s``
+    chains) and the chain table (a beat per PE). Works on NumPy arrays too."""
+    return (arch.rows * (arch.cols + 1) + r * rows_in_view + R * r * t + t * e_s
+            + arch.rows * arch.cols)
 
 
 def _divisors(N):
@@ -198,13 +206,17 @@ class _Ctx:
         bits = arch.act_width if layer.shift is not None else arch.psum_width
         self.out_per_beat = arch.dram_width // bits
         self.io = io_bits_per_cycle
+        # the command words around one pass (its filter and ifmap loads, the PASS, a drain),
+        # taken one per cycle while the previous pass runs, and the issue cycle
+        self.pass_command_words = COMMAND_START + sum(
+            nargs(arch, op) + 1 for op in (Op.LOAD, Op.LOAD, Op.PASS, Op.DRAIN))
 
 
 def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_forced=None):
     """Estimate for arrays of candidates sharing e. Returns a dict of arrays; ``ok`` marks
     the candidates that fit (other entries are meaningless where ``ok`` is False).
     ``m_forced``: use this m (it must be a multiple of p*t and fit) instead of choosing one."""
-    R, S, U, F = c.R, c.S, c.U, c.F
+    R, S, F = c.R, c.S, c.F
     n, p, q, t, r = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64)
                                           for v in (n, p, q, t, r)))
     cdiv = lambda a, b: -(-a // b)
@@ -226,22 +238,17 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     Kt = cdiv(c.Mg, p * t)
     cbs = cdiv(c.Cg, q * r)
     nimg = c.N // n
-    # one pass, as rowstat.sim.timing.pass_cycles models it (vectorized, full strips): the
-    # first column waits for the filter stream; then the MACs, the ifmap and input psum
-    # streams and the GON (a beat per cycle each) pace it, whichever is slowest
+    # one pass (full strips), as the timing model replays it
     pqs = p * q * S
     mac = n * F * pqs
     nch = t * e
-    fill = chunks_f * ntags_f + (pqs - 1) % c.wpb_f + 1
-    first = np.maximum(np.maximum(pqs, fill), cdiv(q * S, c.wpb_i) * r * rows_full + p)
     ibeats = chunks_i * r * rows_full
-    cont = cbs > 1
-    pbeats = np.where(cont, nch * chunks_p, 0)
-    last_beats = nch * cdiv(p, c.wpb_p)
-    by_macs = (np.maximum(first + (n * F - 1) * pqs, np.maximum(ibeats + p, pbeats))
-               + p + last_beats + PASS_OVERHEAD[0])
-    by_gon = first + nch * chunks_p + PASS_OVERHEAD[1]
-    pass_cycles = np.maximum(by_macs, by_gon) + 1
+    cbs_ = cbs + 0 * p
+    pass_cycles = COMMAND_START + schedule.pass_cycles(
+        p=p, q=q, S=S, F=F, rows=n, wpb_ifmap=c.wpb_i, wpb_psum=c.wpb_p,
+        filter_chunks=chunks_f, filter_ntags=ntags_f, filter_last=(pqs - 1) % c.wpb_f,
+        ifmap_chunks=chunks_i, ifmap_ntags=r * rows_full,
+        psum_chunks=np.where(cbs_ > 1, chunks_p, 0), psum_ntags=nch, nchains=nch)
     gon = (nch * chunks_p) / np.maximum(mac, 1)
     ifr = ibeats / np.maximum(mac, 1)
     slow = pass_cycles / np.maximum(mac, 1)
@@ -249,7 +256,8 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
     # the loads between two passes (this pass's filters, a piece of the next strip, command
     # words) run while the previous pass does; the next pass waits for both
     beat = 1.0 if not c.io else max(1.0, c.arch.dram_width / c.io)
-    feed = np.ceil((fw + iw / np.maximum(cdiv(c.Mg, p * t), 1)) * beat).astype(np.int64) + 20
+    feed = (np.ceil((fw + iw / np.maximum(cdiv(c.Mg, p * t), 1)) * beat).astype(np.int64)
+            + c.pass_command_words)
     pass_cycles = np.maximum(pass_cycles, feed)
     # a single filter buffer: the next pass's filters load only after this pass
     pass_cycles = pass_cycles + np.where(fb == 1, np.ceil(fw * beat).astype(np.int64), 0)
@@ -282,7 +290,12 @@ def _evaluate(c, e, r, n, p, q, t, strips, e_last, rows_full, rows_last, m_force
                   + iw + fw + k * drain)                         # start-up and final drain
         # DRAM beats
         ifmap_beats = c.G * nmb * nimg * cbs * ((strips - 1) * iw + iw_last)
-        dram_in = ifmap_beats + passes * fw + c.G * nmb * m
+        # the placement tables: once, or for every (group, m block, image block) when a
+        # narrower last strip alternates with full ones
+        cfg_last = config_beats(c.arch, R, r, t, e_last, rows_last)
+        cfg = (cfg_last if e_last == e or strips == 1 else
+               c.G * nmb * nimg * (config_beats(c.arch, R, r, t, e, rows_full) + cfg_last))
+        dram_in = ifmap_beats + passes * fw + c.G * nmb * m + cfg
         out_vals_last = t * e_last * n * F * p
         dram_out = c.G * nmb * nimg * k * (
             (strips - 1) * (1 + cdiv(out_psums, c.out_per_beat))
@@ -529,20 +542,33 @@ def _diagnose(c, forced):
         f"glb_banks={arch.glb_banks} ({total} words)")
 
 
-def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forced):
+def needs_ranking(objective, io_bits_per_cycle=None):
+    """Whether the estimate alone cannot choose: energy, and cycles over a throttled link (where
+    loads and drains share the link, and the timing model replaying the command plan ranks
+    better than the estimate). The ranking is passed in (:func:`map_layer`'s ``rank``), by the
+    models above (:func:`rowstat.sim.model.choose_mapping`)."""
+    return objective == "energy" or (objective == "cycles" and io_bits_per_cycle is not None)
+
+
+def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, rank=None, **forced):
     """Choose a row-stationary mapping of ``layer`` on ``arch``.
+
+    Everything that runs or predicts a layer chooses through
+    :func:`rowstat.sim.model.choose_mapping`, which passes the model's ``rank``; without a
+    ranking this chooses only where the estimate decides (:func:`needs_ranking`).
 
     Parameters
     ----------
     objective : "cycles" | "dram" | "energy"
         "cycles": the fewest estimated cycles (the timing model's pass and schedule terms,
         vectorized over all candidates), DRAM beats breaking ties; with ``io_bits_per_cycle``
-        the timing model itself ranks the :data:`SHORTLIST` best; "dram": the other way round;
-        "energy": the least modelled energy (rowstat.sim.model, exact access counts times the
-        cost table) among the :data:`SHORTLIST` fastest and leanest candidates.
+        ``rank`` orders the :data:`SHORTLIST` best; "dram": the other way round; "energy":
+        ``rank`` orders the :data:`SHORTLIST` fastest and leanest candidates.
     io_bits_per_cycle : float, optional
         If given, the cycle estimate also respects the external link (DRAM beats *
         dram_width / this).
+    rank : callable, optional
+        Mapping -> sort key, smallest first, for the objectives the estimate cannot decide.
     n, e, p, q, r, t, m : int, optional
         Fix a parameter (for tests and experiments); the others are searched.
 
@@ -557,6 +583,10 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
     if unknown:
         raise MappingError(f"unknown mapping parameter(s) {', '.join(sorted(unknown))}; "
                            f"allowed: n, e, p, q, r, t, m")
+    ranked = needs_ranking(objective, io_bits_per_cycle)
+    if ranked and rank is None:
+        raise TypeError(f"objective {objective!r} with io_bits_per_cycle="
+                        f"{io_bits_per_cycle} needs a rank: use rowstat.sim.model.choose_mapping")
     _check_layer(arch, layer)
     _check_forced(arch, layer, forced)
     c = _Ctx(arch, layer, io_bits_per_cycle)
@@ -566,10 +596,7 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
         lean = _search(c, forced, "dram")
         candidates = [kv for pair in zip(candidates, lean) for kv in pair]
     built, last_error = [], None
-    # The estimate ranks well without a throttled link; with one, where the loads and drains
-    # share the link, the timing model ranks the shortlist (it replays the command plan).
-    timed = objective == "cycles" and io_bits_per_cycle is not None
-    want = SHORTLIST if objective == "energy" or timed else 1
+    want = SHORTLIST if ranked else 1
     for key, params in candidates[:64]:
         if any(params == b.to_params() for b in built):
             continue
@@ -584,18 +611,9 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forc
         if last_error is not None:
             raise last_error
         _diagnose(c, forced)
-    if timed:
-        from ..sim.model import cycles_of
-        return min(built, key=lambda mp: (cycles_of(arch, layer, mp, io_bits_per_cycle),
-                                          mp.estimate["dram_beats"]))
-    if objective != "energy":
-        return built[0]
-    from ..sim.model import layer_accesses, layer_energy
-    return min(built, key=lambda mp: (layer_energy(layer_accesses(arch, layer, mp),
-                                                   arch=arch)["total"], mp.cycles))
+    return min(built, key=rank) if ranked else built[0]
 
 
-#: Candidates (the fastest and the leanest by the estimate, in turn) whose modelled energy
-#: map_layer compares for ``objective="energy"``; with a throttled link, the fastest whose
-#: modelled cycles it compares.
+#: Candidates (the fastest and the leanest by the estimate, in turn) that the ranking orders
+#: for ``objective="energy"``; with a throttled link, the fastest.
 SHORTLIST = 8

@@ -55,12 +55,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..gen.compiler import DataError, plan_layer
 from ..gen.config import PRESETS
 from ..gen.errors import ConfigError
-from ..gen.mapping import _rows_in_view, map_layer, stream_geometry
+from ..gen.mapping import _rows_in_view, config_beats, map_layer, stream_geometry
 from ..gen.placement import _segments, ceil_div
+from .timing import program_cycles
 
-__all__ = ["LayerModel", "model_layer", "model_network", "network_totals", "layer_accesses",
+__all__ = ["LayerModel", "choose_mapping", "model_layer", "model_network", "network_totals", "layer_accesses",
            "layer_energy", "cycles_of", "DEFAULT_COSTS", "ENERGY_LEVELS", "CostError",
            "load_costs", "check_costs"]
 
@@ -79,10 +81,28 @@ class CostError(ConfigError):
 def cycles_of(arch, layer, mapping, io_bits_per_cycle=None):
     """Cycles of ``layer`` run with ``mapping`` (the one place the model gets its timing): the
     compiler's command plan (no data) replayed by the timing model, :mod:`rowstat.sim.timing`."""
-    from ..gen.compiler import plan_layer
-    from .timing import program_cycles
     plan = plan_layer(arch, layer, mapping)
     return program_cycles(arch, plan.steps, io_bits_per_cycle=io_bits_per_cycle).cycles
+
+
+# --- the mapping decision ----------------------------------------------------------------------
+
+def choose_mapping(arch, layer, objective="cycles", *, io_bits_per_cycle=None, **forced):
+    """The mapping of ``layer`` on ``arch`` for ``objective`` and a link of
+    ``io_bits_per_cycle`` bits per core cycle (None: unlimited): the one decision that
+    ``rowstat run``, ``model``, ``report``, the board runs and whole networks all use.
+
+    The mapper's estimate ranks all candidates (:func:`rowstat.gen.mapping.map_layer`); where
+    it cannot decide alone, this model ranks its shortlist: by the timing model's cycles over a
+    throttled link, by the energy of the exact access counts for ``objective="energy"``.
+    """
+    def rank(mp):
+        if objective == "energy":
+            return (layer_energy(layer_accesses(arch, layer, mp), arch=arch)["total"],
+                    mp.cycles)
+        return (cycles_of(arch, layer, mp, io_bits_per_cycle), mp.estimate["dram_beats"])
+    return map_layer(arch, layer, objective, io_bits_per_cycle=io_bits_per_cycle, rank=rank,
+                     **forced)
 
 
 # --- accesses -----------------------------------------------------------------------------------
@@ -97,7 +117,6 @@ def _strip_shapes(mp):
 def _zero_windows(arch, layer, mp, ifmap):
     """Per group: MAC-window positions whose ifmap word is zero, summed over images and the
     group's (unpadded) channels (each is skipped once per filter of the padded group)."""
-    from ..gen.compiler import DataError       # the compiler's (it imports the hardware)
     x = np.asarray(ifmap)
     if x.shape != layer.ifmap_shape:
         raise DataError(f"ifmap: shape {x.shape} does not match the layer; allowed: "
@@ -165,9 +184,7 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
         return r * _rows_in_view(_segments(e_s, arch.cols)[0], R, U)
 
     def config_words(e_s):
-        """Data beats of one placement's tables: ID chain, three tag tables, chain table."""
-        return (arch.rows * (arch.cols + 1) + ifmap_tags(e_s) + ntags_f + t * e_s
-                + arch.rows * arch.cols)
+        return config_beats(arch, R, r, t, e_s, _rows_in_view(_segments(e_s, arch.cols)[0], R, U))
 
     active_all = 0
     for e_s, count in _strip_shapes(mp):
@@ -406,12 +423,12 @@ def model_layer(arch, layer, mapping=None, *, io_bits_per_cycle=None, ifmap=None
                 costs=None, objective="cycles", name=""):
     """Model ``layer`` on ``arch``: a :class:`LayerModel`.
 
-    ``mapping`` defaults to ``map_layer(arch, layer, objective, io_bits_per_cycle=...)``.
+    ``mapping`` defaults to :func:`choose_mapping` for ``objective`` and the link.
     ``ifmap`` (and ``weights``) make the MAC counts exact (zero gating). ``costs``: a cost table
     (dict, see :func:`check_costs`), default :data:`DEFAULT_COSTS`.
     """
     if mapping is None:
-        mapping = map_layer(arch, layer, objective, io_bits_per_cycle=io_bits_per_cycle)
+        mapping = choose_mapping(arch, layer, objective, io_bits_per_cycle=io_bits_per_cycle)
     costs = check_costs(costs or {})
     accesses = layer_accesses(arch, layer, mapping, ifmap=ifmap, weights=weights)
     cycles = cycles_of(arch, layer, mapping, io_bits_per_cycle)

@@ -32,6 +32,7 @@ word_bits-bit word at each level; missing keys keep the defaults, the Eyeriss fi
 
 def _options(p):
     from ..gen.cli import arch_options
+    from ..gen.mapping import OBJECTIVES
     arch_options(p)
     src = p.add_argument_group("what to model").add_mutually_exclusive_group(required=True)
     src.add_argument("--layer", metavar="L.json", help="one layer (as for rowstat run)")
@@ -44,7 +45,7 @@ def _options(p):
                    help="images per batch (default 1 for a network, the layer's N for --layer)")
     g.add_argument("--costs", metavar="FILE", default=None,
                    help="energy cost table, JSON or TOML (default: the Eyeriss relative costs)")
-    g.add_argument("--objective", default="cycles", choices=["cycles", "energy", "dram"],
+    g.add_argument("--objective", default="cycles", choices=OBJECTIVES,
                    help="what the mapper minimises (default cycles)")
     g.add_argument("--io-bits-per-cycle", type=float, default=None, metavar="B",
                    help="external link bits per core cycle (Eyeriss: 19.2; default unlimited)")

@@ -7,9 +7,9 @@ that depends only on the command's arguments and the layer's PE shape, as the un
 docstrings define them:
 
 * **LOAD**: one data beat per cycle (the loader), or the link's rate when it is throttled.
-* **PASS**: :func:`pass_cycles` (the PE's ``p*q*S*F*rows + 8`` MAC schedule, stretched
-  where the psum, ifmap or GON traffic cannot keep up, plus the filter fill of the first
-  column and the last psums' trip up the chain and out through the GON).
+* **PASS**: :func:`rowstat.gen.schedule.pass_cycles` (the PEs' ``p*q*S*F*rows`` MAC
+  schedule, stretched where the psum, ifmap or GON traffic cannot keep up, plus the filter
+  fill of the first column and the last psums' trip up the chain and out through the GON).
 * **DRAIN**: one psum per cycle through bias and the output stage (``DRAIN_LATENCY`` more),
   but only a psum per free read cycle while a pass streams input psums (the psum streamer
   has the shared GLB read port first), or the link's rate.
@@ -28,14 +28,13 @@ figure ``rowstat run`` reports.
 import math
 from dataclasses import dataclass
 
-from ..gen.mapping import PASS_OVERHEAD, stream_geometry
+from ..gen import schedule
+from ..gen.mapping import stream_geometry
+from ..gen.schedule import COMMAND_START as _START
 from ..gen.program import COUNTERS, Op, Wait, counter_beats, nargs
 from ..hw.drain import DRAIN_LATENCY
 
 __all__ = ["program_cycles", "pass_cycles", "Timeline"]
-
-#: Cycles between a command's issue and its unit raising busy.
-_START = 1
 
 
 @dataclass
@@ -47,43 +46,17 @@ class Timeline:
 
 
 def pass_cycles(arch, pe, args):
-    """Cycles from a PASS issuing until the array and the streamers are idle.
-
-    ``pe``: the LAYER's PE configuration (p, q, S, F, U, n_rows); ``args``: the PASS arguments.
-
-    The three GIN streamers send one beat per cycle, round robin over their tags. Every PE
-    runs the same MAC schedule (rowstat.hw.pe), so the pass is paced by the slowest of:
-
-    * the first column, which waits for the filter stream (each PE's weights arrive every
-      ``ntags`` cycles) and for the first ifmap window;
-    * the later columns, each ``p*q*S`` MAC cycles, or the ifmap and input psum streams if
-      they take longer;
-    * the GON, one beat per cycle, which can start only when the first column's psums have
-      climbed the chain; when the array makes psums faster it paces the whole pass.
-    """
+    """Cycles from a PASS's unit going busy until the array and the streamers are idle
+    (:func:`rowstat.gen.schedule.pass_cycles`). ``pe``: the LAYER's PE configuration (p, q, S,
+    F, U, n_rows); ``args``: the PASS arguments."""
     geo = stream_geometry(arch)
-    wpb_i, wpb_p = geo["ifmap"][0], geo["psum"][0]
-    p, q, S, F, rows = pe["p"], pe["q"], pe["S"], pe["F"], pe["n_rows"]
-    pqs = p * q * S
-    f, i, ps, nch = args["filt"], args["ifmap"], args["psum"], args["nchains"]
-    # first column: until the last PE's last filter beat has come, and its words are used
-    fill = f["chunks"] * f["ntags"] + f["last"] + 1 if f["chunks"] else 0
-    # ... and for its ifmap window: the last PE's last window beat, then the p steps of its word
-    window = -(-q * S // wpb_i) * i["ntags"] + p if i["chunks"] else 0
-    first = max(pqs, fill, window)
-    mac_end = first + (F * rows - 1) * pqs
-    # the last ifmap beat (then the p steps that use its last word); the last input psum beat
-    stream_end = max(i["chunks"] * i["ntags"] + p, ps["chunks"] * ps["ntags"])
-    # after the last column: its p psums leave each PE, climb the chain, cross the GON
-    last_beats = nch * -(-p // wpb_p)
-    by_macs = max(mac_end, stream_end) + p + last_beats + T_TAIL
-    by_gon = first + nch * -(-rows * F * p // wpb_p) + T_GON
-    return max(by_macs, by_gon)
-
-
-#: Fixed latencies of a pass beyond its bus beats and MAC steps, fitted to RTL traces
-#: (tests/test_timing.py checks whole layers against the RTL); the mapper's estimate uses them.
-T_TAIL, T_GON = PASS_OVERHEAD
+    f, i, ps = args["filt"], args["ifmap"], args["psum"]
+    return schedule.pass_cycles(
+        p=pe["p"], q=pe["q"], S=pe["S"], F=pe["F"], rows=pe["n_rows"],
+        wpb_ifmap=geo["ifmap"][0], wpb_psum=geo["psum"][0],
+        filter_chunks=f["chunks"], filter_ntags=f["ntags"], filter_last=f["last"],
+        ifmap_chunks=i["chunks"], ifmap_ntags=i["ntags"],
+        psum_chunks=ps["chunks"], psum_ntags=ps["ntags"], nchains=args["nchains"])
 
 
 def program_cycles(arch, steps, *, io_bits_per_cycle=None):

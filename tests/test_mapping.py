@@ -10,6 +10,7 @@ from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import MappingError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import Mapping, map_layer, stream_geometry
+from rowstat.sim.model import choose_mapping
 from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_MAPPING
 from rowstat.gen.placement import ceil_div
 
@@ -172,8 +173,12 @@ def test_objectives_and_estimate():
     lean = map_layer(EYERISS, layer, objective="dram")
     assert lean.estimate["dram_beats"] <= fast.estimate["dram_beats"]
     assert fast.cycles <= lean.cycles
-    slow_io = map_layer(EYERISS, layer, io_bits_per_cycle=2)
+    slow_io = choose_mapping(EYERISS, layer, io_bits_per_cycle=2)
     assert slow_io.cycles >= slow_io.estimate["dram_beats"] * EYERISS.dram_width / 2
+    # the estimate alone does not choose for a throttled link or for energy
+    for objective, io in (("cycles", 2), ("energy", None)):
+        with pytest.raises(TypeError, match="choose_mapping"):
+            map_layer(EYERISS, layer, objective, io_bits_per_cycle=io)
     d = fast.to_dict()
     json.dumps(d)
     for key in ("n", "e", "p", "q", "r", "t", "m", "passes", "active_pes"):

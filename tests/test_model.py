@@ -336,7 +336,7 @@ def test_networks():
 
 
 def test_energy_objective_never_costs_more_energy():
-    """map_layer(objective="energy") picks the least modelled energy of its shortlist, which
+    """choose_mapping(objective="energy") picks the least modelled energy of its shortlist, which
     includes the fastest mapping: never more energy than the cycles objective's choice."""
     for name, layer in network_layers("alexnet").items():
         fast = model_layer(EYERISS, layer, objective="cycles")

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from rowstat import run_layer
-from rowstat.gen.compiler import compile_layer, plan_layer
+from rowstat.gen.compiler import compile_layer
 from rowstat.gen.config import PRESETS
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
-from rowstat.gen.mapping import map_layer
 from rowstat.gen.program import COUNTERS, Op, Wait, counter_beats, nargs
 from rowstat.hw.drain import DRAIN_LATENCY
-from rowstat.sim.model import model_layer
+from rowstat.sim.model import choose_mapping, model_layer
 from rowstat.sim.timing import program_cycles
 
 TINY = PRESETS["tiny"]
@@ -91,7 +90,7 @@ def rtl_vs_model(arch, layer, seed, io=None):
     rng = np.random.default_rng(seed)
     x = rng.integers(-60, 60, layer.ifmap_shape)
     w = rng.integers(-60, 60, layer.weight_shape)
-    mp = map_layer(arch, layer, io_bits_per_cycle=io)
+    mp = choose_mapping(arch, layer, io_bits_per_cycle=io)
     _, stats = run_layer(arch, layer, x, w, mapping=mp, progress=False, io_bits_per_cycle=io,
                          trace=True)
     model = model_layer(arch, layer, mp, io_bits_per_cycle=io)

@@ -1,0 +1,67 @@
+"""The pass schedule: how many cycles one processing pass takes, the one formula the mapper's
+estimate (:mod:`rowstat.gen.mapping`, vectorized over candidates) and the timing model
+(:mod:`rowstat.sim.timing`, per command) both use.
+
+A pass (``PASS`` command) streams the filters, the ifmap rows and the input psums through the
+three GINs and collects the output psums through the GON. The three GIN streamers send one
+beat per cycle, round robin over their tags. Every PE runs the same MAC schedule
+(:mod:`rowstat.hw.pe`: one step per cycle, ``p*q*S`` steps per ofmap column), so the pass is
+paced by the slowest of:
+
+* the first column, which waits for the filter stream (each PE's weights arrive every
+  ``ntags`` cycles) and for its first ifmap window;
+* the later columns, ``p*q*S`` MAC cycles each, or the ifmap and input psum streams if they
+  take longer;
+* the GON, one beat per cycle, which starts only when the first column's psums have climbed
+  the chain, and paces the whole pass when the array makes psums faster than it carries them.
+
+After the last column its ``p`` psums leave each PE, climb the chain and cross the GON. The
+fixed latencies of these steps are fitted to RTL traces (``benchmarks/pass_timing.py``); the
+tests check whole layers against the RTL (``tests/test_timing.py``,
+``tests/test_model_vs_rtl.py``).
+
+Every function here works on Python integers and on NumPy integer arrays alike.
+"""
+
+import numpy as np
+
+__all__ = ["pass_cycles", "COMMAND_START", "TAIL_LATENCY", "GON_LATENCY"]
+
+#: Cycles between a command's issue and its unit raising busy (the controller registers it).
+COMMAND_START = 1
+#: Cycles after the last column's psums have left their PEs and crossed the GON, until the
+#: array and the collector are idle (fitted to RTL traces).
+TAIL_LATENCY = 14
+#: Cycles from the first column's psums reaching the top of the chain to the GON's last beat
+#: when the GON paces the pass, beyond its beats (fitted to RTL traces).
+GON_LATENCY = 3
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def pass_cycles(*, p, q, S, F, rows, wpb_ifmap, wpb_psum, filter_chunks, filter_ntags,
+                filter_last, ifmap_chunks, ifmap_ntags, psum_chunks, psum_ntags, nchains):
+    """Cycles from a PASS's unit going busy until the array and the streamers are idle.
+
+    ``p, q, S, F, rows``: the PE configuration (``rows`` = ifmap rows a PE convolves, n_rows);
+    ``wpb_*``: words per beat of the ifmap and psum GINs; ``*_chunks``, ``*_ntags``: beats
+    per tag and tags of the filter, ifmap and input-psum streams (``filter_last``: words in
+    the last filter beat, minus one); ``nchains``: the psum chains the GON collects.
+    """
+    pqs = p * q * S
+    # the first column: until the last PE's last filter beat has come and its words are used,
+    # and until its first ifmap window has come (then the p steps of that window's last word)
+    fill = np.where(filter_chunks > 0, filter_chunks * filter_ntags + filter_last + 1, 0)
+    window = np.where(ifmap_chunks > 0, _cdiv(q * S, wpb_ifmap) * ifmap_ntags + p, 0)
+    first = np.maximum(np.maximum(pqs, fill), window)
+    mac_end = first + (F * rows - 1) * pqs
+    # the last ifmap beat (then the p steps that use its last word); the last input psum beat
+    stream_end = np.maximum(ifmap_chunks * ifmap_ntags + p, psum_chunks * psum_ntags)
+    # after the last column: its p psums leave each PE, climb the chain, cross the GON
+    last_beats = nchains * _cdiv(p, wpb_psum)
+    by_macs = np.maximum(mac_end, stream_end) + p + last_beats + TAIL_LATENCY
+    by_gon = first + nchains * _cdiv(rows * F * p, wpb_psum) + GON_LATENCY
+    out = np.maximum(by_macs, by_gon)
+    return int(out) if np.ndim(out) == 0 else out
