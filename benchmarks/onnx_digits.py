@@ -4,7 +4,7 @@ the model engine: the integers the RTL computes), with the modelled cycles and e
 optionally a few images on the RTL too.
 
     .venv/bin/python benchmarks/onnx_digits.py [--presets tiny,eyeriss] [--rtl-images 0]
-        [--rtl-presets tiny] [--out benchmarks/results/onnx]
+        [--rtl-presets tiny] [--out docs/results/onnx]
 
 Writes OUT/digits.json and OUT/digits.md.
 """
@@ -31,7 +31,7 @@ def main(argv=None):
                         help="also run this many test images on the RTL of --rtl-presets")
     parser.add_argument("--rtl-presets", default="tiny",
                         help="presets to run on the RTL (the 12 x 14 build takes minutes)")
-    parser.add_argument("--out", default="benchmarks/results/onnx")
+    parser.add_argument("--out", default="docs/results/onnx")
     args = parser.parse_args(argv)
     x_tr, _, x_te, y_te = digits_split()
     path = str(digits_model_path())

@@ -63,9 +63,11 @@ def _check_arch(arch, qnet):
 
 
 def _map(arch, name, spec, objective, io_bits_per_cycle):
-    from ..gen.mapping import map_layer
+    """The mapping every other path chooses (:func:`rowstat.sim.model.choose_mapping`); a
+    MappingError names the layer."""
+    from ..sim.model import choose_mapping
     try:
-        return map_layer(arch, spec, objective, io_bits_per_cycle=io_bits_per_cycle)
+        return choose_mapping(arch, spec, objective, io_bits_per_cycle=io_bits_per_cycle)
     except MappingError as exc:
         raise MappingError(f"layer {name!r} ({spec.M}x{spec.C_per_group}x{spec.R}x"
                            f"{spec.S} on a {spec.H}x{spec.W} ifmap) does not map onto "
