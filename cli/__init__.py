@@ -5,13 +5,13 @@ them). Nothing in rowstat imports this package: it sits on top of every layer.""
 import argparse
 
 from ..version import __version__
-from . import board, demo, generate, model, sweep
+from . import board, demo, generate, infer, model, sweep
 from .common import run_command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The subcommand modules, in the order ``rowstat --help`` lists them.
-COMMANDS = (generate, demo, sweep, board, model)
+COMMANDS = (generate, demo, sweep, board, model, infer)
 
 
 def build_parser():

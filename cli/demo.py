@@ -29,6 +29,8 @@ def add_parser(sub):
                    help="simulator (default verilator, or $SIM)")
     p.add_argument("--waves", metavar="FILE.vcd", default=None, help="write a waveform")
     p.add_argument("--out-dir", default="out", help="where the Verilog goes (default out/)")
+    from .infer import add_demo_options
+    add_demo_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run one conv layer on the accelerator RTL in cocotb")
@@ -51,6 +53,9 @@ def cmd_demo(args):
         value = getattr(args, name)
         if not 0.0 <= value < 1.0:
             raise RowstatError(f"bad value for --{name}: {value}; allowed: 0 <= p < 1")
+    if args.onnx is not None:
+        from .infer import demo_onnx
+        return demo_onnx(args)
     if args.top == "pe":
         return demo_pe(args)
     return demo_layer(args)

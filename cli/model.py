@@ -38,6 +38,8 @@ def _options(p):
     src.add_argument("--layer", metavar="L.json", help="one layer (as for rowstat run)")
     src.add_argument("--network", metavar="NAME",
                      help="a built-in network: alexnet, vgg16, mobilenet_pw")
+    src.add_argument("--onnx", metavar="MODEL.onnx",
+                     help="the Conv and Gemm layers of an ONNX graph")
     g = p.add_argument_group("model")
     g.add_argument("--batch", type=int, default=None, metavar="N",
                    help="images per batch (default 1 for a network, the layer's N for --layer)")
@@ -86,7 +88,9 @@ def model_from_args(args):
     if io is not None and not io > 0:
         raise RowstatError(f"bad value for --io-bits-per-cycle: {io}; allowed: a number > 0")
     costs = load_costs(args.costs) if args.costs else dict(DEFAULT_COSTS)
-    if args.network is not None:
+    if args.onnx is not None:
+        layers, what = onnx_layers(args)
+    elif args.network is not None:
         layers = network_layers(args.network, args.batch or 1)
         what = args.network
     else:
@@ -95,8 +99,13 @@ def model_from_args(args):
             layer = dataclasses.replace(layer, N=args.batch)
         layers = {Path(args.layer).stem: layer}
         what = str(args.layer)
-    models = model_network(arch, layers, io_bits_per_cycle=io, costs=costs,
-                           objective=args.objective)
+    if args.onnx is not None:       # a layer that does not map is named
+        from ..net.run import model_network_specs
+        model_all = model_network_specs
+    else:
+        model_all = model_network
+    models = model_all(arch, layers, io_bits_per_cycle=io, costs=costs,
+                       objective=args.objective)
     return arch, models, costs, what
 
 
@@ -106,7 +115,7 @@ def _result(arch, models, costs, what, args):
     totals = network_totals(models)
     out = {"what": what, "arch": arch.to_dict(), "objective": args.objective,
            "io_bits_per_cycle": args.io_bits_per_cycle, "costs": costs}
-    if args.network is None:
+    if args.layer is not None:
         out.update(models[0].to_dict())
     else:
         out.update({"batch": models[0].layer.N, "cycles": totals["cycles"],
@@ -177,6 +186,13 @@ def _save(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     write_bytes_atomic(path, buf.getvalue())
+
+
+def onnx_layers(args):
+    """({name: LayerSpec}, description) of ``--onnx`` for ``rowstat model``/``report``."""
+    from ..net import layer_specs, load
+    net = load(args.onnx)
+    return layer_specs(net, args.batch or 1), str(args.onnx)
 
 
 def _figures(arch, models, out, title):
@@ -280,7 +296,7 @@ def cmd_report(args):
     arch, models, costs, what = model_from_args(args)
     out.mkdir(parents=True, exist_ok=True)
     result = _result(arch, models, costs, what, args)
-    title = args.network or Path(args.layer).stem
+    title = args.network or Path(args.onnx or args.layer).stem
     figures = _figures(arch, models, out, title)
     write_json(out / "report.json", result)
     write_atomic(out / "report.md", _markdown(arch, models, result, title, figures))
