@@ -46,10 +46,17 @@ def main(argv=None):
     parser.add_argument("--layer", default="CONV5")
     parser.add_argument("--io-bits-per-cycle", type=float, default=19.2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--layer-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the layer's shape, e.g. C=96 (a shorter run)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
     spec = dict(NETWORKS[args.network][args.layer], N=1)
+    for item in args.layer_set:
+        key, _, value = item.partition("=")
+        if key not in spec or not value.isdigit():
+            parser.error(f"bad --layer-set {item!r}: KEY=VALUE with KEY one of {sorted(spec)}")
+        spec[key] = int(value)
     layer = LayerSpec.from_dict(spec)
     x, w = layer_data(layer, args.seed)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -70,7 +77,7 @@ def main(argv=None):
         stats = json.loads((tmp / "stats.json").read_text())
     exact = bool(np.array_equal(y, golden_layer(PRESETS[args.preset], layer, x, w)))
     result = {
-        "preset": args.preset, "layer": f"{args.network} {args.layer}", "seed": args.seed,
+        "preset": args.preset, "layer": f"{args.network} {args.layer}", "shape": spec, "seed": args.seed,
         "zero_fraction": ZERO_FRACTION, "io_bits_per_cycle": args.io_bits_per_cycle,
         "exact": exact, "cycles": stats["cycles"], "sim_seconds": stats["sim_seconds"],
         "cycles_per_second": stats["cycles"] / stats["sim_seconds"],
