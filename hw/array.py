@@ -11,9 +11,9 @@ Data paths (REFERENCE.md, "Network-on-chip")::
                  +-> WordsToBeat -> GON2D (per-row arbiter, then across rows) -> psum_out
 
 A :class:`MulticastBus` plus the FIFOs in the sites is a :class:`~rowstat.hw.noc.MulticastGIN`
-(same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs. Where a
-beat holds one word, the site has no BeatToWords or WordsToBeat: the FIFO's head (in) and the
-PE's output FIFO (out) already are registers.
+(same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs. The
+BeatToWords read their words out of the FIFO's head (no register of their own); where a beat
+holds one word, the site has no WordsToBeat, as the PE's output FIFO already is registers.
 
 **Packets.** Every GIN packet is ``packet_layout(row tag, col tag, beat)`` with tags as in
 :mod:`rowstat.gen.placement`; a beat (:func:`rowstat.hw.noc.beat_layout`) carries as many words
@@ -410,15 +410,7 @@ class PESite(wiring.Component):
                 fifo.w_data.eq(getattr(self, f"{kind}_data")),
                 getattr(self, f"{kind}_room").eq(fifo.w_rdy),
             ]
-            if layout["words"].shape.length == 1:
-                # One word per beat: the FIFO's head is the word, no adapter register needed.
-                words[kind] = stream.Signature(word).create(path=(f"{kind}_word",))
-                m.d.comb += [
-                    words[kind].valid.eq(fifo.r_rdy),
-                    words[kind].payload.eq(data.View(layout, fifo.r_data).words[0]),
-                    fifo.r_en.eq(words[kind].ready),
-                ]
-                continue
+            # Words are read out of the FIFO's head: no beat register beside the FIFO.
             adapter = BeatToWords(word, layout["words"].shape.length)
             m.submodules[f"{kind}_words"] = adapter
             m.d.comb += [

@@ -3,7 +3,7 @@
 from amaranth import *
 from amaranth.lib import fifo
 
-__all__ = ["BlockFIFO", "TwoEntryFIFO", "small_fifo"]
+__all__ = ["BlockFIFO", "TwoEntryFIFO", "small_fifo", "RAM_FIFO_WIDTH"]
 
 
 class BlockFIFO(fifo.SyncFIFOBuffered):
@@ -60,9 +60,18 @@ class TwoEntryFIFO(Elaboratable, fifo.FIFOInterface):
         return m
 
 
+#: Narrowest two-entry FIFO kept in a memory rather than in head and tail registers.
+RAM_FIFO_WIDTH = 32
+
+
 def small_fifo(width, depth):
     """A :class:`amaranth.lib.fifo.SyncFIFO` of ``width`` x ``depth``, as a
-    :class:`TwoEntryFIFO` when ``depth`` is 2 (same behaviour, fewer iCE40 cells)."""
-    if depth == 2:
+    :class:`TwoEntryFIFO` when ``depth`` is 2 and the words are narrower than
+    :data:`RAM_FIFO_WIDTH` (same behaviour, fewer iCE40 cells).
+
+    A wide two-entry FIFO stays a SyncFIFO: its storage is a memory with a combinational read,
+    which an ECP5 build puts in LUT RAM (a 66-bit one: 17 DPR16X4 and 9 LUT4 instead of 138
+    LUT4 and 134 flip-flops). The ``ice40`` preset's FIFOs are all narrower."""
+    if depth == 2 and width < RAM_FIFO_WIDTH:
         return TwoEntryFIFO(width=width)
     return fifo.SyncFIFO(width=width, depth=depth)

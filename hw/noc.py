@@ -588,11 +588,13 @@ class GON2D(wiring.Component):
 class BeatToWords(wiring.Component):
     """Unpacks bus beats (:func:`beat_layout`) into a stream of words, word 0 first.
 
-    The beat is held in a shift register; ``i.ready`` is high when the register is empty or its
-    last word leaves this cycle, so a stream of full beats and a reader that is always ready give
-    one word per cycle without bubbles (one-word beats included). ``i.ready`` depends on
-    ``o.ready`` combinationally: the adapter sits between a PE's GIN FIFO and the PE, so the path
-    stays inside one PE's site.
+    The words are read straight out of the beat on ``i`` (a FIFO's head, which holds still while
+    valid), picked by a word index: no copy of the beat is kept. ``i.ready`` is high when the
+    beat's last word leaves, so a stream of full beats and a reader that is always ready give
+    one word per cycle without bubbles (one-word beats included). ``o.valid`` follows
+    ``i.valid`` and ``i.ready`` follows ``o.ready`` combinationally: the adapter sits between a
+    PE's GIN FIFO, whose outputs are registers, and the PE, so the paths stay inside one PE's
+    site.
 
     Parameters
     ----------
@@ -617,22 +619,17 @@ class BeatToWords(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, w = self._words, self._word_shape.width
-        buf = Signal(n * w)
-        left = Signal(range(n + 1))
-        last = self.i.payload.last
+        n = self._words
+        index = Signal(range(n))                # no bits for one-word beats: wires only
+        # A ``last`` beyond the beat (not sent by the streamers) ends it at its last word.
+        end = (index == self.i.payload.last) | (index == n - 1)
         m.d.comb += [
-            self.o.valid.eq(left != 0),
-            self.o.payload.eq(buf[:w]),
-            self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
+            self.o.valid.eq(self.i.valid),
+            self.o.payload.eq(self.i.payload.words[index]),
+            self.i.ready.eq(self.o.ready & end),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [
-                buf.eq(self.i.payload.words.as_value()),
-                left.eq(Mux(last >= n, n, last + 1)),
-            ]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [buf.eq(buf >> w), left.eq(left - 1)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += index.eq(Mux(end, 0, index + 1))
         return m
 
 

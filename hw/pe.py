@@ -42,10 +42,10 @@ are added to them and sent up.
 
 from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .fifo import BlockFIFO
 
 __all__ = ["PE", "pe_config_layout", "pe_port_layout", "pe_products", "pe_stream_limit",
            "pe_f_width", "pe_rows_width", "PE_U_WIDTH"]
@@ -195,31 +195,33 @@ class PE(wiring.Component):
         PD = arch.psum_spad_depth
         slot_w = _bits(ID - 1)
 
-        # --- spads -------------------------------------------------------------------------
-        # The filter spad is read synchronously, so it can be a block RAM even when small:
-        # in flip-flops each word bit would take an iCE40 logic cell and the read a mux.
+        # --- spads ---------------------------------------------------------------------------
+        # Memories by size: the filter spad (p*q*S words) is the one that earns a block RAM, and
+        # is read synchronously so that it can be one even when small (in flip-flops each word
+        # bit would take an iCE40 logic cell and the read a mux). The ifmap and psum spads and
+        # the psum FIFOs are a few words each: read combinationally, they are LUT RAM on an
+        # ECP5 (DPR16X4) where a block RAM would be mostly empty, and the synthesis tool is left
+        # to pick their cells.
         m.submodules.filter_spad = filter_spad = Memory(
             shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[],
             attrs={"ram_style": "block"})
         m.submodules.ifmap_spad = ifmap_spad = Memory(
             shape=signed(arch.act_width), depth=ID, init=[])
         m.submodules.psum_spad = psum_spad = Memory(
-            shape=signed(arch.psum_width), depth=PD, init=[], attrs={"ram_style": "block"})
+            shape=signed(arch.psum_width), depth=PD, init=[])
         f_wr = filter_spad.write_port()
         f_rd = filter_spad.read_port(domain="sync")
         i_wr = ifmap_spad.write_port()
-        i_rd = ifmap_spad.read_port(domain="comb")   # a few words: LUT RAM, read in the issue cycle
+        i_rd = ifmap_spad.read_port(domain="comb")   # read in the issue cycle
         p_wr = psum_spad.write_port()
-        # Read-modify-write in the accumulate stage: read in the multiply stage with the
-        # accumulate stage's write visible, which is what a read in the accumulate stage
-        # would see, and lets the spad be a block RAM (the filter spad's reason).
-        p_rd = psum_spad.read_port(transparent_for=(p_wr,))
+        # Read-modify-write in the accumulate stage: the read is combinational, so it sees
+        # every earlier write and needs no bypass.
+        p_rd = psum_spad.read_port(domain="comb")
 
-        m.submodules.done = done = BlockFIFO(width=arch.psum_width, depth=PD)
+        m.submodules.done = done = SyncFIFOBuffered(width=arch.psum_width, depth=PD)
         # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
         # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
-        # In a block RAM, as its words in flip-flops took an iCE40 logic cell per bit.
-        m.submodules.out = outq = BlockFIFO(width=arch.psum_width, depth=3)
+        m.submodules.out = outq = SyncFIFOBuffered(width=arch.psum_width, depth=3)
 
         # --- latched pass configuration and derived per-pass constants -----------------------
         cfg = Signal(pe_port_layout(arch)) if self._latch_cfg else self.cfg
@@ -385,12 +387,14 @@ class PE(wiring.Component):
 
         # --- multiply stage (stage 1): the filter spad word arrives now ----------------------
         m.d.sync += [v2.eq(v1), k2.eq(k1), first2.eq(first1), last2.eq(last1),
+                     # zero1: x1 is zero anyway, but the clear maps onto the DSP's output
+                     # register reset (about 50 ECP5 LUT4 fewer than no mux)
                      prod2.eq(Mux(zero1, 0, x1 * f_rd.data))]
 
         # --- accumulate stage (stage 2) --------------------------------------------------------
         acc = Signal(signed(arch.psum_width))
         m.d.comb += [
-            p_rd.addr.eq(k1),
+            p_rd.addr.eq(k2),
             acc.eq(Mux(first2, 0, p_rd.data) + prod2),
             p_wr.addr.eq(k2),
             p_wr.data.eq(acc),

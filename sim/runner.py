@@ -29,7 +29,7 @@ __all__ = ["Build", "build", "run_bench", "check_pe", "cache_root", "VERILATOR_W
 #: Lint warnings that Yosys-generated Verilog trips in Verilator: waived here, and only here.
 VERILATOR_WAIVERS = [
     "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
-    "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL", "-Wno-UNDRIVEN", "-Wno-PINCONNECTEMPTY",
+    "-Wno-UNUSEDSIGNAL", "-Wno-UNDRIVEN", "-Wno-PINCONNECTEMPTY",
     "-Wno-DECLFILENAME", "-Wno-MULTIDRIVEN", "-Wno-LATCH", "-Wno-SELRANGE",
 ]
 VERILATOR_ARGS = VERILATOR_WAIVERS + ["-O3", "--x-assign", "fast", "--x-initial", "fast"]

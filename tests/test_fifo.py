@@ -7,7 +7,7 @@ from amaranth import Module
 from amaranth.lib.fifo import SyncFIFO
 
 from conftest import simulate
-from rowstat.hw.fifo import TwoEntryFIFO, small_fifo
+from rowstat.hw.fifo import RAM_FIFO_WIDTH, TwoEntryFIFO, small_fifo
 
 PORTS = ("w_rdy", "r_rdy", "level", "w_level", "r_level")
 
@@ -41,8 +41,11 @@ def test_two_entry_fifo_matches_syncfifo_cycle_for_cycle(seed):
     assert checked["reads"] > 500 and checked["full"] > 100     # both regimes were exercised
 
 
-def test_small_fifo_is_a_syncfifo_for_other_depths():
+def test_small_fifo_is_a_syncfifo_for_other_depths_and_wide_words():
     two, f = small_fifo(8, 2), small_fifo(8, 3)
-    two._MustUse__silence = f._MustUse__silence = True      # built only to be looked at
-    assert isinstance(two, TwoEntryFIFO)
+    narrow, wide = small_fifo(RAM_FIFO_WIDTH - 1, 2), small_fifo(RAM_FIFO_WIDTH, 2)
+    for x in (two, f, narrow, wide):
+        x._MustUse__silence = True                          # built only to be looked at
+    assert isinstance(two, TwoEntryFIFO) and isinstance(narrow, TwoEntryFIFO)
     assert isinstance(f, SyncFIFO) and f.depth == 3 and f.width == 8
+    assert isinstance(wide, SyncFIFO) and wide.depth == 2 and wide.width == RAM_FIFO_WIDTH
