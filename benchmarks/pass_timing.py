@@ -32,6 +32,8 @@ from rowstat.sim.timing import program_cycles
 GRIDS = {
     # (F, S, p, q, R, r, t, e, n)
     "small": [(8, 2, p, 2, R, 1, t, 1, 1) for p in (1, 2, 4, 8) for R in (1, 3) for t in (1, 2)],
+    "medium": [(8, 2, p, q, R, 1, t, 1, 1) for p in (1, 2, 4, 8) for q in (1, 2)
+               for R in (1, 2, 3) for t in (1, 2)],
     "full": [(F, S, p, q, R, r, t, e, n)
              for F, S, p, q, R, r, t, e, n in itertools.product(
                  (4, 8, 16), (1, 3), (1, 2, 4, 8), (1, 2), (1, 2, 3), (1, 2), (1, 2), (1, 2),

@@ -55,6 +55,11 @@ class ArchConfig:
     #: Width of each performance counter (they wrap); the counter dump and its decoding
     #: follow from it.
     counter_width: int = 48
+    #: 1: the PE's psum spad and psum FIFOs are block RAMs (read a cycle ahead), for an iCE40,
+    #: which has no LUT RAM and would spend a logic cell per bit on them; 0: they are read
+    #: combinationally and the tool picks their cells (LUT RAM on an ECP5, where a block RAM
+    #: would be mostly empty).
+    psum_block_ram: int = 0
 
     _LIMITS = {
         "rows": (1, 32), "cols": (1, 32),
@@ -66,6 +71,7 @@ class ArchConfig:
         "filter_bus_width": (2, 1024), "ifmap_bus_width": (2, 1024),
         "psum_bus_width": (4, 1024),
         "counter_width": (16, 64),
+        "psum_block_ram": (0, 1),
     }
 
     def __post_init__(self):
@@ -263,7 +269,7 @@ PRESETS = {
         filter_spad_depth=16, ifmap_spad_depth=4, psum_spad_depth=4,
         glb_banks=2, glb_bank_depth=256, glb_width=16, glb_filter_banks=1,
         dram_width=32, filter_bus_width=8, ifmap_bus_width=4, psum_bus_width=12,
-        counter_width=32),
+        counter_width=32, psum_block_ram=1),
     # The ECP5-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D) of the ULX3S and OrangeCrab: Eyeriss
     # widths and spads, the chip's 64-bit GLB banks and psum path, on the largest array the
     # open flow routes (README "Boards"): 3 x 4 PEs with an 8-bank (32 KiB) GLB route at about

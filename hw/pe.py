@@ -46,6 +46,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .fifo import BlockFIFO
+
 
 __all__ = ["PE", "pe_config_layout", "pe_port_layout", "pe_products", "pe_stream_limit",
            "pe_f_width", "pe_rows_width", "PE_U_WIDTH"]
@@ -201,27 +203,32 @@ class PE(wiring.Component):
         # bit would take an iCE40 logic cell and the read a mux). The ifmap and psum spads and
         # the psum FIFOs are a few words each: read combinationally, they are LUT RAM on an
         # ECP5 (DPR16X4) where a block RAM would be mostly empty, and the synthesis tool is left
-        # to pick their cells.
+        # to pick their cells. An iCE40 has no LUT RAM: there (``psum_block_ram``) the psum
+        # spad and FIFOs are block RAMs, the spad read a stage early.
+        block = bool(arch.psum_block_ram)
         m.submodules.filter_spad = filter_spad = Memory(
             shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[],
             attrs={"ram_style": "block"})
         m.submodules.ifmap_spad = ifmap_spad = Memory(
             shape=signed(arch.act_width), depth=ID, init=[])
         m.submodules.psum_spad = psum_spad = Memory(
-            shape=signed(arch.psum_width), depth=PD, init=[])
+            shape=signed(arch.psum_width), depth=PD, init=[],
+            attrs={"ram_style": "block"} if block else {})
         f_wr = filter_spad.write_port()
         f_rd = filter_spad.read_port(domain="sync")
         i_wr = ifmap_spad.write_port()
         i_rd = ifmap_spad.read_port(domain="comb")   # read in the issue cycle
         p_wr = psum_spad.write_port()
-        # Read-modify-write in the accumulate stage: the read is combinational, so it sees
-        # every earlier write and needs no bypass.
-        p_rd = psum_spad.read_port(domain="comb")
-
-        m.submodules.done = done = SyncFIFOBuffered(width=arch.psum_width, depth=PD)
+        # Read-modify-write in the accumulate stage: a combinational read sees every earlier
+        # write and needs no bypass; a block RAM is read in the multiply stage with the
+        # accumulate stage's write visible, which is what a read in the accumulate stage sees.
+        p_rd = (psum_spad.read_port(transparent_for=(p_wr,)) if block
+                else psum_spad.read_port(domain="comb"))
+        small_fifo_cls = BlockFIFO if block else SyncFIFOBuffered
+        m.submodules.done = done = small_fifo_cls(width=arch.psum_width, depth=PD)
         # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
         # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
-        m.submodules.out = outq = SyncFIFOBuffered(width=arch.psum_width, depth=3)
+        m.submodules.out = outq = small_fifo_cls(width=arch.psum_width, depth=3)
 
         # --- latched pass configuration and derived per-pass constants -----------------------
         cfg = Signal(pe_port_layout(arch)) if self._latch_cfg else self.cfg
@@ -394,7 +401,7 @@ class PE(wiring.Component):
         # --- accumulate stage (stage 2) --------------------------------------------------------
         acc = Signal(signed(arch.psum_width))
         m.d.comb += [
-            p_rd.addr.eq(k2),
+            p_rd.addr.eq(k1 if block else k2),
             acc.eq(Mux(first2, 0, p_rd.data) + prod2),
             p_wr.addr.eq(k2),
             p_wr.data.eq(acc),

@@ -31,8 +31,9 @@ models:
 * **Counters** (the COUNTERS block): macs, macs_skipped_zero, glb_reads / glb_writes (GLB word
   accesses of the ifmap and psum spaces, as rowstat.hw.glb counts them), words_in (data beats
   consumed), words_out (output beats sent before the block), passes are exact. cycles,
-  pe_busy_cycles, pe_idle_cycles and stall_cycles come from a rough timing estimate (each unit
-  busy for its beats or MAC cycles), not from the RTL's timing.
+  pe_busy_cycles, pe_idle_cycles and stall_cycles come from an estimate (a pass takes the pass
+  schedule's cycles, :func:`rowstat.gen.schedule.pass_cycles`; the other units their beats),
+  not from the RTL's timing: :mod:`rowstat.sim.timing` is the model of that.
 * **Stats** (``ModelResult.stats``, not hardware counters): per GIN the beats streamed
   (``filt_beats``, ``ifmap_beats``, ``psum_beats``) and the words PEs received
   (``*_words_received``, a multicast word once per receiving PE); the GON's beats and psums
@@ -47,6 +48,7 @@ import numpy as np
 from amaranth.lib import data
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..gen.schedule import COMMAND_START, pass_cycles
 from ..gen.program import (COUNTERS, TAGS, BlockKind, Op, Target, Wait, commands,
                            counter_beats, decode_args, decode_header, header_beat, nargs,
                            unpack)
@@ -514,8 +516,13 @@ class ProgramModel:
         cycles = nr * F * p * q * S
         busy = len(active) * cycles
         self.counters["pe_busy_cycles"] += busy
-        streamed = max(args[g]["chunks"] * args[g]["ntags"] for g in ("filt", "ifmap", "psum"))
-        dur = max(cycles, streamed) + 16
+        f, i, ps = args["filt"], args["ifmap"], args["psum"]
+        # the pass schedule the timing model and the mapper use (rowstat.gen.schedule)
+        dur = COMMAND_START + pass_cycles(
+            p=p, q=q, S=S, F=F, rows=nr, wpb_ifmap=a.stream_geometry["ifmap"][0],
+            wpb_psum=a.psums_per_beat, filter_chunks=f["chunks"], filter_ntags=f["ntags"],
+            filter_last=f["last"], ifmap_chunks=i["chunks"], ifmap_ntags=i["ntags"],
+            psum_chunks=ps["chunks"], psum_ntags=ps["ntags"], nchains=nchains)
         self.counters["pe_idle_cycles"] += a.rows * a.cols * dur - busy
         self.stats["passes"] += 1
         return fp, dur
