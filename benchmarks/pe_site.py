@@ -57,7 +57,7 @@ def measure(out, jobs):
     for name, args in SWEEPS.items():
         command = ["rowstat", "sweep", *args, "-j", str(jobs), "-o", str(out / name)]
         commands[name] = " ".join(command)
-        subprocess.run([sys.executable, "-c", "import sys; from rowstat.gen.cli import main; "
+        subprocess.run([sys.executable, "-c", "import sys; from rowstat.cli import main; "
                         "sys.argv[0] = 'rowstat'; sys.exit(main())", *command[1:],
                         "--no-progress"], check=True)
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commands": commands}

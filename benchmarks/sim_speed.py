@@ -66,7 +66,7 @@ def main(argv=None):
         np.save(tmp / "x.npy", x)
         np.save(tmp / "w.npy", w)
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "-c", "import sys; from rowstat.gen.cli import main; "
+        subprocess.run([sys.executable, "-c", "import sys; from rowstat.cli import main; "
                         "sys.argv[0] = 'rowstat'; sys.exit(main())",
                         "run", "--preset", args.preset, "--layer", str(tmp / "layer.json"),
                         "--ifmap", str(tmp / "x.npy"), "--weights", str(tmp / "w.npy"),

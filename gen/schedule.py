@@ -15,8 +15,11 @@ paced by the slowest of:
 * the GON, one beat per cycle, which starts only when the first column's psums have climbed
   the chain, and paces the whole pass when the array makes psums faster than it carries them.
 
-After the last column its ``p`` psums leave each PE, climb the chain and cross the GON. The
-fixed latencies of these steps are fitted to RTL traces (``benchmarks/pass_timing.py``); the
+The last column's ``p`` psums are finished one per cycle during its last ``p`` steps and
+leave as they are finished, so after its last step only a fixed latency remains (the last
+psum climbing its chain and crossing the GON), plus the GON beats of that column beyond the
+``p`` cycles it had for them when many chains share it. The fixed latencies are fitted to RTL
+traces (``benchmarks/pass_timing.py``); the
 tests check whole layers against the RTL (``tests/test_timing.py``,
 ``tests/test_model_vs_rtl.py``).
 
@@ -29,9 +32,9 @@ __all__ = ["pass_cycles", "COMMAND_START", "TAIL_LATENCY", "GON_LATENCY"]
 
 #: Cycles between a command's issue and its unit raising busy (the controller registers it).
 COMMAND_START = 1
-#: Cycles after the last column's psums have left their PEs and crossed the GON, until the
-#: array and the collector are idle (fitted to RTL traces).
-TAIL_LATENCY = 14
+#: Cycles from the last column's last step until the array and the collector are idle, when
+#: the GON keeps up with that column's psums (fitted to RTL traces).
+TAIL_LATENCY = 19
 #: Cycles from the first column's psums reaching the top of the chain to the GON's last beat
 #: when the GON paces the pass, beyond its beats (fitted to RTL traces).
 GON_LATENCY = 3
@@ -59,9 +62,10 @@ def pass_cycles(*, p, q, S, F, rows, wpb_ifmap, wpb_psum, filter_chunks, filter_
     mac_end = first + (F * rows - 1) * pqs
     # the last ifmap beat (then the p steps that use its last word); the last input psum beat
     stream_end = np.maximum(ifmap_chunks * ifmap_ntags + p, psum_chunks * psum_ntags)
-    # after the last column: its p psums leave each PE, climb the chain, cross the GON
+    # after the last column's last step: its psums have been leaving one per cycle during its
+    # last p steps; the GON's beats for them beyond those p cycles, then the fixed latency
     last_beats = nchains * _cdiv(p, wpb_psum)
-    by_macs = np.maximum(mac_end, stream_end) + p + last_beats + TAIL_LATENCY
+    by_macs = np.maximum(mac_end, stream_end) + np.maximum(last_beats - p, 0) + TAIL_LATENCY
     by_gon = first + nchains * _cdiv(rows * F * p, wpb_psum) + GON_LATENCY
     out = np.maximum(by_macs, by_gon)
     return int(out) if np.ndim(out) == 0 else out

@@ -12,8 +12,8 @@ Data paths (REFERENCE.md, "Network-on-chip")::
 
 A :class:`MulticastBus` plus the FIFOs in the sites is a :class:`~rowstat.hw.noc.MulticastGIN`
 (same logic); everything per PE is one :class:`PESite`, one Verilog module for all PEs. The
-BeatToWords read their words out of the FIFO's head (no register of their own); where a beat
-holds one word, the site has no WordsToBeat, as the PE's output FIFO already is registers.
+BeatToWords read their words out of the FIFO's head (no register of their own); a WordsToBeat
+holds all but the last word of a beat (none where a beat holds one word).
 
 **Packets.** Every GIN packet is ``packet_layout(row tag, col tag, beat)`` with tags as in
 :mod:`rowstat.gen.placement`; a beat (:func:`rowstat.hw.noc.beat_layout`) carries as many words
@@ -438,25 +438,14 @@ class PESite(wiring.Component):
         # Output psums: up to the site above, or packed into beats for the GON.
         to_gon = Signal()
         gon_beat = psum_beat_layout(arch)
-        if gon_beat["words"].shape.length == 1:
-            # One psum per beat: the PE's output FIFO already drives the GON from registers
-            # (its head and level), so the beat needs no packer register of its own.
-            packer = stream.Signature(gon_beat).create(path=("psum_beat",))
-            m.d.comb += [packer.payload.words[0].eq(pe.psum_out.payload),
-                         packer.payload.last.eq(0),
-                         packer.valid.eq(to_gon & pe.psum_out.valid),
-                         self.busy.eq(pe.busy)]
-            packer_i_ready = packer.ready
-            packer_o = packer
-        else:
-            m.submodules.psum_beats = packer = WordsToBeat(
-                signed(arch.psum_width), gon_beat["words"].shape.length)
-            m.d.comb += [packer.i.valid.eq(to_gon & pe.psum_out.valid),
-                         packer.i.payload.eq(pe.psum_out.payload),
-                         packer.flush.eq(~pe.busy),
-                         self.busy.eq(pe.busy | packer.busy)]
-            packer_i_ready = packer.i.ready
-            packer_o = packer.o
+        m.submodules.psum_beats = packer = WordsToBeat(
+            signed(arch.psum_width), gon_beat["words"].shape.length)
+        m.d.comb += [packer.i.valid.eq(to_gon & pe.psum_out.valid),
+                     packer.i.payload.eq(pe.psum_out.payload),
+                     packer.flush.eq(~pe.busy),
+                     self.busy.eq(pe.busy | packer.busy)]
+        packer_i_ready = packer.i.ready
+        packer_o = packer.o
         m.d.comb += [
             to_gon.eq(site.psum_to == PsumTo.GON),
             self.up.valid.eq(~to_gon & pe.psum_out.valid),

@@ -636,11 +636,13 @@ class BeatToWords(wiring.Component):
 class WordsToBeat(wiring.Component):
     """Packs a stream of words into bus beats (:func:`beat_layout`), word 0 first.
 
-    A beat goes out when it is full, or, partial, when ``flush`` is high and it holds at least
-    one word (the array raises ``flush`` when the PE feeding it has finished its pass, so the
-    last beat of a pass may be partial). ``o`` comes from registers. While a beat waits on
-    ``o`` no word is taken (``i.ready`` is the "beat not full" flop), so a word stream at one
-    word per cycle sees one bubble per beat.
+    The first ``words - 1`` words of a beat wait in registers; the last one is not stored: the
+    full beat goes out in the cycle its last word is offered, that word straight from ``i``
+    (``i.ready`` is then ``o.ready``). So a word stream at one word per cycle passes without
+    bubbles, and the packer holds a beat's worth of registers less one word. A partial beat
+    goes out when ``flush`` is high, no word is offered and it holds at least one word (the
+    array raises ``flush`` when the PE feeding it has finished its pass, so the last beat of a
+    pass may be partial).
 
     Parameters
     ----------
@@ -654,7 +656,7 @@ class WordsToBeat(wiring.Component):
     flush : In(1)
         Send the partial beat, if any.
     busy : Out(1)
-        A beat is being collected or waits to leave.
+        Words of an unsent beat are held.
     """
 
     def __init__(self, word_shape, words):
@@ -675,26 +677,26 @@ class WordsToBeat(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._words
-        acc = Signal(self._layout["words"].shape)
-        count = Signal(range(n + 1))
-        full = Signal()
+        held = [Signal(self._word_shape, name=f"word_{k}") for k in range(n - 1)]
+        count = Signal(range(n))            # words held
+        closing = Signal()                  # the offered word completes the beat
+        partial = Signal()
         m.d.comb += [
-            self.o.valid.eq(full),
-            self.o.payload.words.eq(acc),
-            self.o.payload.last.eq(count - 1),
-            self.i.ready.eq(~full),
-            self.busy.eq(full | (count != 0)),
+            closing.eq(self.i.valid & (count == n - 1)),
+            partial.eq(self.flush & ~self.i.valid & (count != 0)),
+            self.o.valid.eq(closing | partial),
+            self.o.payload.last.eq(Mux(closing, n - 1, count - 1)),
+            self.i.ready.eq((count != n - 1) | self.o.ready),
+            self.busy.eq(count != 0),
         ]
-        with m.If(full):
-            with m.If(self.o.ready):
-                m.d.sync += [full.eq(0), count.eq(0)]
-        with m.Elif(self.i.valid):
-            for k in range(n):
+        for k, word in enumerate(held):
+            m.d.comb += self.o.payload.words[k].eq(word)
+        m.d.comb += self.o.payload.words[n - 1].eq(self.i.payload)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += count.eq(0)
+        with m.Elif(self.i.valid & self.i.ready):
+            for k, word in enumerate(held):
                 with m.If(count == k):
-                    m.d.sync += acc[k].eq(self.i.payload)
+                    m.d.sync += word.eq(self.i.payload)
             m.d.sync += count.eq(count + 1)
-            with m.If(count == n - 1):
-                m.d.sync += full.eq(1)
-        with m.Elif(self.flush & (count != 0)):
-            m.d.sync += full.eq(1)
         return m

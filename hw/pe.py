@@ -42,7 +42,7 @@ are added to them and sent up.
 
 from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -93,8 +93,7 @@ def pe_config_layout(arch):
 
 
 #: Configuration fields whose value minus one the PE compares its counters with.
-_LAST = {"p_last": "p", "q_last": "q", "S_last": "S", "U_last": "U", "F_last": "F",
-         "rows_last": "n_rows"}
+_LAST = {"p_last": "p", "q_last": "q", "S_last": "S", "U_last": "U", "F_last": "F"}
 
 
 def _minus_one(v):
@@ -195,7 +194,11 @@ class PE(wiring.Component):
         m = Module()
         ID = arch.ifmap_spad_depth
         PD = arch.psum_spad_depth
+        # The window holds at most ID words, but its slots are a power of two, so that slot
+        # arithmetic wraps by truncation (no compare and mux per addition); LUT RAM comes 16
+        # words deep anyway.
         slot_w = _bits(ID - 1)
+        slots = 1 << slot_w
 
         # --- spads ---------------------------------------------------------------------------
         # Memories by size: the filter spad (p*q*S words) is the one that earns a block RAM, and
@@ -210,7 +213,7 @@ class PE(wiring.Component):
             shape=signed(arch.weight_width), depth=arch.filter_spad_depth, init=[],
             attrs={"ram_style": "block"})
         m.submodules.ifmap_spad = ifmap_spad = Memory(
-            shape=signed(arch.act_width), depth=ID, init=[])
+            shape=signed(arch.act_width), depth=slots, init=[])
         m.submodules.psum_spad = psum_spad = Memory(
             shape=signed(arch.psum_width), depth=PD, init=[],
             attrs={"ram_style": "block"} if block else {})
@@ -224,7 +227,7 @@ class PE(wiring.Component):
         # accumulate stage's write visible, which is what a read in the accumulate stage sees.
         p_rd = (psum_spad.read_port(transparent_for=(p_wr,)) if block
                 else psum_spad.read_port(domain="comb"))
-        small_fifo_cls = BlockFIFO if block else SyncFIFOBuffered
+        small_fifo_cls = BlockFIFO if block else SyncFIFO
         m.submodules.done = done = small_fifo_cls(width=arch.psum_width, depth=PD)
         # Depth 3: a buffered FIFO of depth 2 passes only one word every other cycle, which
         # would halve the psum rate up a chain (and 1x1 layers, where a column is p steps).
@@ -253,14 +256,15 @@ class PE(wiring.Component):
         c = Signal(range(ID + 1))
         s = Signal(range(ID + 1))
         f = Signal.like(cfg.F)
-        row = Signal.like(cfg.n_rows)
         step = Signal(range(arch.filter_spad_depth + 1))     # = filter spad address
+        # All rows written and every stored word released: the last column of the last row
+        # has issued (each row's columns release exactly the positions it stored), so no
+        # counter of issued rows is needed.
         issue_done = Signal()
 
         def wrap_add(a, b):
-            """(a + b) mod ID for a < ID, b < ID."""
-            total = a + b
-            return Mux(total >= ID, total - ID, total)
+            """(a + b) mod slots."""
+            return (a + b)[:slot_w]
 
         m.d.comb += self.busy.eq(state != _State.IDLE)
 
@@ -274,8 +278,7 @@ class PE(wiring.Component):
                         state.eq(_State.SETUP),
                         occ.eq(0), wr_slot.eq(0), lwm_slot.eq(0), rd_off.eq(0),
                         wr_pos.eq(0), wr_rows.eq(0), wr_c.eq(0), wr_phase.eq(0), filt_cnt.eq(0),
-                        k.eq(0), c.eq(0), s.eq(0), f.eq(0), row.eq(0), step.eq(0),
-                        issue_done.eq(self.cfg.n_rows == 0),
+                        k.eq(0), c.eq(0), s.eq(0), f.eq(0), step.eq(0),
                         self.macs.eq(0), self.skipped.eq(0),
                     ]
             with m.Case(_State.SETUP):
@@ -298,9 +301,11 @@ class PE(wiring.Component):
 
         # --- ifmap write side -----------------------------------------------------------------
         wr_fire = Signal()
+        wr_all = wr_rows == cfg.n_rows
         keep = wr_phase < cfg.S          # covered by some window (always, unless U > S)
         m.d.comb += [
-            self.ifmap.ready.eq(running & ((occ < ID) | ~keep) & (wr_rows < cfg.n_rows)),
+            issue_done.eq(wr_all & (occ == 0)),
+            self.ifmap.ready.eq(running & ((occ < ID) | ~keep) & ~wr_all),
             wr_fire.eq(self.ifmap.valid & self.ifmap.ready),
             i_wr.addr.eq(wr_slot),
             i_wr.data.eq(self.ifmap.payload),
@@ -308,7 +313,7 @@ class PE(wiring.Component):
         ]
         with m.If(wr_fire):
             with m.If(keep):
-                m.d.sync += wr_slot.eq(Mux(wr_slot == ID - 1, 0, wr_slot + 1))
+                m.d.sync += wr_slot.eq(wrap_add(wr_slot, 1))
             with m.If(wr_pos == cfg.row_words_last):
                 m.d.sync += [wr_pos.eq(0), wr_rows.eq(wr_rows + 1), wr_c.eq(0), wr_phase.eq(0)]
             with m.Else():
@@ -373,9 +378,7 @@ class PE(wiring.Component):
                 with m.If(col_done):
                     m.d.sync += [rd_off.eq(0), step.eq(0), c.eq(0), s.eq(0)]
                     with m.If(last_f):
-                        m.d.sync += f.eq(0), row.eq(row + 1)
-                        with m.If(row == cfg.rows_last):
-                            m.d.sync += issue_done.eq(1)
+                        m.d.sync += f.eq(0)
                     with m.Else():
                         m.d.sync += f.eq(f + 1)
                 with m.Else():

@@ -37,9 +37,10 @@ def data(layer, seed, zeros=0.3):
 
 def wide_pass_shortfall(arch, layer, mp):
     """The measured case docs/model.md explains ("Where the model and the RTL differ"): with
-    several 16-bit activations per ifmap beat, a pass runs ``p + (ceil(q*S / wpb) - 1) * wpb``
-    cycles longer on the RTL than the timing model's pass (measured on five mappings of one
-    layer: 4 to 8 cycles a pass). On short rows (F = 8) that is a few percent of a layer."""
+    several 16-bit activations per ifmap beat, a pass of a layer of several passes runs up to
+    ``p + (ceil(q*S / wpb) - 1) * wpb`` cycles longer on the RTL than the timing model's pass
+    (7 to 9 cycles a pass on the two grid layers that need it). On short rows (F = 8) that is a
+    few percent of a layer."""
     wpb = arch.ifmap_bus_width // arch.act_width
     return mp.passes * (mp.p + (-(-mp.q * layer.S // wpb) - 1) * wpb)
 

@@ -31,9 +31,11 @@ def test_pe_cocotb_odd_widths_wrap():
 
 
 #: Cycles of a PE pass beyond its p*q*S*F*rows MAC slots, with inputs always valid and the
-#: output always ready: start and setup (2), pipeline (2), done FIFO (2), output FIFO (2). The
-#: last column's psums leave as they are finished, one per cycle, so p adds nothing.
-PE_PASS_OVERHEAD = 8
+#: output always ready: start and setup (2), pipeline (2), done FIFO (1), output FIFO (1): the
+#: two FIFOs are unbuffered (a word written is readable the next cycle) where the psums are in
+#: LUT RAM, as in the eyeriss preset. The last column's psums leave as they are finished, one
+#: per cycle, so p adds nothing.
+PE_PASS_OVERHEAD = 6
 
 
 def test_pe_cocotb_full_rate():
