@@ -580,6 +580,9 @@ def _diagnose(c, forced):
     p, q, r, t = (forced.get(k, 1) for k in "pqrt")
     e = forced.get("e", 1)
     desc = ", ".join(f"{k}={v}" for k, v in forced.items())
+    if forced.get("order") == "strip" and c.Mg > c.bias_depth:
+        raise MappingError(f"{desc}: order strip holds a group's {c.Mg} biases at once, the "
+                           f"bias table has {c.bias_depth} entries; allowed: order=m")
     widths, _ = _segments(e, arch.cols)
     nseg, w = len(widths), max(widths)
     bands = arch.rows // c.R
