@@ -34,13 +34,14 @@ loads for the estimate and the model (rowstat.sim.model).
 GLB layout: the ifmap space (banks ``[0, split)``) holds a ring of ``ifmap_buffers`` strip
 buffers of ``ifmap_region`` words (one channel block's strip each), which the strip loads take
 in turn (load ``i`` in buffer ``i mod ifmap_buffers``); a load goes in pieces over the passes
-between the last use of its buffer's previous strip and its own first use; the psum space a ring of ``psum_regions`` regions of
-``psum_region`` words, one per sub-block of a tile, taken in turn (tile T's sub-block b uses
-region ``(T * sub_blocks + b) mod psum_regions``); the filter buffer ``filter_buffers`` halves of
-``filter_region`` words, one per pass in turn. Two ifmap buffers (order "strip": twice the
-channel blocks), two filter halves and at least ``sub_blocks + 1`` psum regions let the next
-strip and filters load and the last tile drain while passes run; a layer that does not fit so
-falls back to fewer buffers (order "strip": twice the channel blocks, one more, or as many).
+between the last use of its buffer's previous strip and its own first use; the psum space a
+ring of ``psum_regions`` regions of ``psum_region`` words, one per sub-block of a tile, taken in
+turn (tile T's sub-block b uses region ``(T * sub_blocks + b) mod psum_regions``); the filter
+buffer ``filter_buffers`` halves of ``filter_region`` words, one per pass in turn. Two ifmap
+buffers (order "strip": twice the channel blocks), two filter halves and at least
+``sub_blocks + 1`` psum regions let the next strip and filters load and the last tile drain
+while passes run; a layer that does not fit so falls back to fewer buffers (order "m": one;
+order "strip": one more than the channel blocks, or as many).
 
 The search is exhaustive over the legal parameter space (vectorized with NumPy) and ranks the
 candidates by an estimate of cycles (:meth:`Mapping.estimate`), DRAM beats breaking ties.
@@ -222,7 +223,8 @@ class Mapping:
     def summary(self):
         est = self.estimate
         return (f"n={self.n} e={self.e} p={self.p} q={self.q} r={self.r} t={self.t} "
-                f"m={self.m} order={self.order}: {self.passes} passes, {self.active_pes} active PEs, "
+                f"m={self.m} order={self.order}: {self.passes} passes, {self.active_pes} "
+                f"active PEs, "
                 f"~{est['cycles']} cycles ({100 * est['utilization']:.1f}% MAC utilisation), "
                 f"~{est['dram_beats']} DRAM beats")
 

@@ -56,11 +56,14 @@ import numpy as np
 from ..gen.compiler import DataError, plan_layer
 from ..gen.config import PRESETS
 from ..gen.errors import ConfigError
-from ..gen.mapping import ORDERS, _rows_in_view, config_beats, map_layer, strip_loads, strip_runs
+from ..gen.mapping import (ORDERS, _rows_in_view, config_beats, map_layer, strip_loads,
+                           strip_runs)
+from ..gen.networks import ALEXNET, EYERISS_ALEXNET_BATCH, EYERISS_ALEXNET_RESULTS
 from ..gen.placement import _segments, ceil_div
 from .timing import program_cycles
 
-__all__ = ["LayerModel", "choose_mapping", "model_layer", "model_network", "network_totals", "layer_accesses",
+__all__ = ["LayerModel", "choose_mapping", "data_megabytes", "chip_megabytes", "model_layer",
+           "model_network", "network_totals", "layer_accesses",
            "layer_energy", "cycles_of", "DEFAULT_COSTS", "ENERGY_LEVELS", "CostError",
            "load_costs", "check_costs"]
 
@@ -142,8 +145,8 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
     """Access counts of ``layer`` run with ``mapping`` (see the module docstring for the names).
 
     Only the mapping's counts are used (n, e, p, q, r, t, m, strips, e_last, channel_blocks,
-    sub_blocks, m_blocks, image_blocks, groups, order), not its placement, so the mapper can call this
-    for each candidate. ``ifmap`` (N, C, H, W), if given, makes ``macs`` exact and adds
+    sub_blocks, m_blocks, image_blocks, groups, order), not its placement, so the mapper can call
+    this for each candidate. ``ifmap`` (N, C, H, W), if given, makes ``macs`` exact and adds
     ``macs_skipped_zero`` (zero gating looks at the ifmap only; ``weights`` is accepted for
     symmetry and not needed).
     """
@@ -271,6 +274,29 @@ _ACCESS_ORDER = (
     "spad_filter_reads", "spad_filter_writes", "spad_ifmap_reads", "spad_ifmap_writes",
     "spad_psum_reads", "spad_psum_writes",
 )
+
+
+# --- bytes, beside the chip's -------------------------------------------------------------------
+
+def data_megabytes(arch, accesses):
+    """{"dram": MB, "glb": MB} (10^6 bytes) that ``accesses`` (:func:`layer_accesses`) move:
+    DRAM beats of ``dram_width`` bits in and out; GLB words of ``glb_width`` bits read and
+    written, the filter buffer's included (it is part of the GLB, as on the chip)."""
+    dram = accesses["dram_read_words"] + accesses["dram_write_words"]
+    glb = (accesses["glb_reads"] + accesses["glb_writes"] + accesses["filter_buffer_reads"]
+           + accesses["filter_buffer_writes"])
+    return {"dram": dram * arch.dram_width / 8e6, "glb": glb * arch.glb_width / 8e6}
+
+
+def chip_megabytes(name, layer):
+    """{"dram": MB, "glb": MB} the Eyeriss chip moves for AlexNet layer ``name``
+    (:data:`rowstat.gen.networks.EYERISS_ALEXNET_RESULTS`, measured at batch 4), scaled to
+    ``layer``'s batch; None if ``layer`` is not that AlexNet layer."""
+    shape = ALEXNET.get(name)
+    if shape is None or any(getattr(layer, k) != v for k, v in shape.items()):
+        return None
+    chip, scale = EYERISS_ALEXNET_RESULTS[name], layer.N / EYERISS_ALEXNET_BATCH
+    return {"dram": chip["dram_MB"] * scale, "glb": chip["glb_MB"] * scale}
 
 
 # --- energy -------------------------------------------------------------------------------------
@@ -402,13 +428,23 @@ class LayerModel:
     energy_by_type: dict = field(default_factory=dict)
     name: str = ""
 
+    def megabytes(self):
+        """{"dram": MB, "glb": MB} the layer moves (:func:`data_megabytes`), and the chip's
+        for an AlexNet layer ({"chip_dram": MB, "chip_glb": MB}, :func:`chip_megabytes`)."""
+        out = data_megabytes(self.mapping.arch, self.accesses)
+        chip = chip_megabytes(self.name, self.layer)
+        if chip:
+            out.update(chip_dram=chip["dram"], chip_glb=chip["glb"])
+        return out
+
     def to_dict(self):
         mp = self.mapping
         return {
             "name": self.name,
             "layer": self.layer.to_dict(),
             "mapping": {k: getattr(mp, k) for k in "nepqrtm"} | {
-                "passes": mp.passes, "active_pes": mp.active_pes},
+                "order": mp.order, "passes": mp.passes, "active_pes": mp.active_pes},
+            "megabytes": self.megabytes(),
             "cycles": self.cycles,
             "pe_utilization": self.pe_utilization,
             "macs": self.layer.macs,
