@@ -75,7 +75,8 @@ def main(argv=None):
         rows = json.loads((out / "alexnet.json").read_text())["layers"]
         for r in rows:
             layer = LayerSpec(N=args.batch, relu=True, shift=8, **ALEXNET[r["layer"]])
-            mapping = map_layer(arch, layer, **r["mapping"])
+            # runs recorded before the loop order was a choice ran in order "m"
+            mapping = map_layer(arch, layer, **({"order": "m"} | r["mapping"]))
             model = model_layer(arch, layer, mapping, io_bits_per_cycle=args.io_bits_per_cycle)
             r["model_cycles_M"] = model.cycles / 1e6
             r["model_error"] = (r["model_cycles_M"] - r["cycles_M"]) / r["cycles_M"]

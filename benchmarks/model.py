@@ -145,7 +145,9 @@ def versus_rtl(results_dirs):
         layers = network_layers("alexnet", batch)
         for run in data["layers"]:
             layer = layers[run["layer"]]
-            mp = choose_mapping(arch, layer, io_bits_per_cycle=io, **run["mapping"])
+            # runs recorded before the loop order was a choice ran in order "m"
+            mp = choose_mapping(arch, layer, io_bits_per_cycle=io,
+                                **({"order": "m"} | run["mapping"]))
             m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             a = m.accesses
             rows.append({

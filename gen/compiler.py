@@ -6,9 +6,9 @@ order (:meth:`Mapping.tiles <rowstat.gen.mapping.Mapping.tiles>`): LAYER; per ti
 BIAS when the tile needs biases the table does not hold (``Mapping.bias_span`` entries at once),
 then per channel block and sub-block LOAD FILTER, [LOAD IDS + tag tables + chains], [LOAD
 IFMAP: a piece of the next strip], PASS, the tile's DRAINs each issued after the next PASS;
-COUNTERS. An ifmap strip that the previous channel block used already (order "strip", one
-channel block) stays in its buffer; a new one loads in pieces during the passes of the strip
-before it.
+COUNTERS. In order "strip" a strip's channel blocks stay in their buffers while the tiles
+cycle through the m blocks. A strip loads in pieces during the passes between the last use of
+its buffer's previous strip and its own first use.
 
 Data go into the GLB exactly in the order the streamers send them (rowstat.gen.program): the
 host pads (spatial padding, channels beyond C, filters beyond M: zeros) and interleaves the
