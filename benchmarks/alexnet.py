@@ -27,20 +27,12 @@ from rowstat.gen.config import load_arch
 from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
-from rowstat.gen.networks import ALEXNET
+from rowstat.gen.networks import ALEXNET, EYERISS_ALEXNET_BATCH, EYERISS_ALEXNET_RESULTS
 from rowstat.gen.verilog import write_atomic
 from rowstat.sim.golden import golden_layer
-from rowstat.sim.model import choose_mapping, model_layer
+from rowstat.sim.model import chip_megabytes, choose_mapping, data_megabytes, model_layer
 from rowstat.sim.run import run_layer
 
-
-#: The chip at batch 4 (REFERENCE.md): cycles at 200 MHz (M), active PEs, GLB MB, DRAM MB.
-CHIP = {
-    "CONV1": (4.18, 154, 18.5, 5.0), "CONV2": (8.38, 135, 77.6, 4.0),
-    "CONV3": (4.72, 156, 50.2, 3.0), "CONV4": (3.68, 156, 37.4, 2.1),
-    "CONV5": (2.10, 156, 24.9, 1.3),
-}
-CHIP_MACS = {"CONV1": 422, "CONV2": 896, "CONV3": 598, "CONV4": 449, "CONV5": 299}
 
 
 def _layer_numbers(text):
@@ -83,7 +75,8 @@ def main(argv=None):
         rows = json.loads((out / "alexnet.json").read_text())["layers"]
         for r in rows:
             layer = LayerSpec(N=args.batch, relu=True, shift=8, **ALEXNET[r["layer"]])
-            mapping = map_layer(arch, layer, **r["mapping"])
+            # runs recorded before the loop order was a choice ran in order "m"
+            mapping = map_layer(arch, layer, **({"order": "m"} | r["mapping"]))
             model = model_layer(arch, layer, mapping, io_bits_per_cycle=args.io_bits_per_cycle)
             r["model_cycles_M"] = model.cycles / 1e6
             r["model_error"] = (r["model_cycles_M"] - r["cycles_M"]) / r["cycles_M"]
@@ -111,8 +104,8 @@ def main(argv=None):
                             ifmap=x)
         # the run maps the layer itself, for its link: the model's mapping
         ofmap, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=args.io_bits_per_cycle)
-        if {k: stats["mapping"][k] for k in "nepqrtm"} != {k: getattr(mapping, k)
-                                                          for k in "nepqrtm"}:
+        keys = ("order", *"nepqrtm")
+        if {k: stats["mapping"][k] for k in keys} != {k: getattr(mapping, k) for k in keys}:
             raise SystemExit(f"alexnet.py: {name}: the run's mapping {stats['mapping']} is not "
                              f"the model's {mapping.summary()}")
         # what a mapping chosen without the link would cost on it (by the model)
@@ -120,29 +113,28 @@ def main(argv=None):
                                io_bits_per_cycle=args.io_bits_per_cycle)
         exact = bool(np.array_equal(ofmap, golden_layer(arch, layer, x, w, b)))
         wall = time.monotonic() - t0
-        chip_cycles, chip_pes, chip_glb, chip_dram = CHIP[name]
-        scale = args.batch / 4
+        chip = EYERISS_ALEXNET_RESULTS[name]
+        scale = args.batch / EYERISS_ALEXNET_BATCH
+        # bytes from the model's counts, which equal the counters (model_counts_equal)
+        ours, chips = data_megabytes(arch, model.accesses), chip_megabytes(name, layer)
         row = {
             "layer": name, "bit_exact": exact, "macs_M": layer.macs / 1e6,
-            "cycles_M": stats["cycles"] / 1e6, "chip_cycles_M": chip_cycles * scale,
+            "cycles_M": stats["cycles"] / 1e6, "chip_cycles_M": chip["cycles_M"] * scale,
             "model_cycles_M": model.cycles / 1e6,
             "unlinked_model_cycles_M": unlinked.cycles / 1e6,
-            "unlinked_dram_MB": (unlinked.accesses["dram_read_words"]
-                                 + unlinked.accesses["dram_write_words"])
-            * arch.dram_width / 8 / 1e6,
+            "unlinked_dram_MB": data_megabytes(arch, unlinked.accesses)["dram"],
             "model_error": (model.cycles - stats["cycles"]) / stats["cycles"],
             "model_counts_equal": all(model.accesses[k] == stats[k] for k in (
                 "dram_read_words", "dram_write_words", "glb_reads", "glb_writes", "passes",
                 "macs", "macs_skipped_zero")),
             "pe_utilization": stats["pe_utilization"],
-            "chip_utilization": CHIP_MACS[name] * 1e6 / (168 * chip_cycles * 1e6),
-            "active_pes": stats["mapping"].get("active_pes"), "chip_active_pes": chip_pes,
-            "dram_MB": (stats["dram_read_words"] + stats["dram_write_words"]) * arch.dram_width / 8 / 1e6,
-            "chip_dram_MB": chip_dram * scale,
-            "glb_MB": (stats["glb_reads"] + stats["glb_writes"]) * arch.glb_width / 8 / 1e6,
-            "chip_glb_MB": chip_glb * scale,
+            "chip_utilization": chip["macs_M"] / (168 * chip["cycles_M"]),
+            "active_pes": stats["mapping"].get("active_pes"),
+            "chip_active_pes": chip["active_pes"],
+            "dram_MB": ours["dram"], "chip_dram_MB": chips["dram"],
+            "glb_MB": ours["glb"], "chip_glb_MB": chips["glb"],
             "passes": stats["passes"], "wall_s": wall,
-            "mapping": {k: stats["mapping"][k] for k in "nepqrtm"},
+            "mapping": {k: stats["mapping"][k] for k in keys},
         }
         rows.append(row)
         rows.sort(key=lambda r: r["layer"])
@@ -172,7 +164,8 @@ def write_results(out, rows, args):
     write_atomic(out / "alexnet.csv", "\n".join(csv_lines) + "\n")
     lines = [f"`.venv/bin/python {summary['command']}`, {summary['date']}", "",
              "| layer | exact | cycles (M) | model (M) | model error | chip (M) | util. | "
-             "chip util. | active PEs (chip) | DRAM MB (chip) | GLB MB (chip) | n e p q r t m |"
+             "chip util. | active PEs (chip) | DRAM MB (chip) | GLB MB (chip) | "
+             "n e p q r t m order |"
              " mapped without the link: model (M), DRAM MB |",
              "|" + "---|" * 13]
     for r in rows:
@@ -183,7 +176,7 @@ def write_results(out, rows, args):
             f"{r['pe_utilization']:.1%} | {r['chip_utilization']:.1%} | {r['active_pes']} "
             f"({r['chip_active_pes']}) | {r['dram_MB']:.1f} ({r['chip_dram_MB']:.1f}) | "
             f"{r['glb_MB']:.1f} ({r['chip_glb_MB']:.1f}) | "
-            f"{' '.join(str(mp[k]) for k in 'nepqrtm')} | "
+            f"{' '.join(str(mp.get(k, 'm')) for k in (*'nepqrtm', 'order'))} | "
             + (f"{r['unlinked_model_cycles_M']:.3f}, {r['unlinked_dram_MB']:.1f} |"
                if "unlinked_model_cycles_M" in r else "- |"))
     arch_text = " ".join([args.preset] + [f"--set {o}" for o in args.overrides])

@@ -26,12 +26,10 @@ from pathlib import Path
 from rowstat.gen.compiler import plan_layer
 from rowstat.gen.config import PRESETS, load_arch
 from rowstat.gen.program import Op
-from rowstat.gen.networks import EYERISS_ALEXNET_MAPPING, NETWORKS, network_layers
-from rowstat.sim.model import choose_mapping, model_layer, model_network, network_totals
-
-# the chip's figures, kept in one place (run as a script: benchmarks/ is on sys.path)
-from alexnet import CHIP, CHIP_MACS  # noqa: E402
-
+from rowstat.gen.networks import (EYERISS_ALEXNET_BATCH, EYERISS_ALEXNET_MAPPING,
+                                   EYERISS_ALEXNET_RESULTS, NETWORKS, network_layers)
+from rowstat.sim.model import (chip_megabytes, choose_mapping, data_megabytes, model_layer,
+                               model_network, network_totals)
 
 
 def mb(words, bits):
@@ -64,25 +62,24 @@ def timing(arch, repeat, batch):
 def versus_chip(arch, batch, io):
     rows = []
     layers = network_layers("alexnet", batch)
-    scale = batch / 4
+    scale = batch / EYERISS_ALEXNET_BATCH
     for name, layer in layers.items():
-        m = model_layer(arch, layer, io_bits_per_cycle=io)
+        m = model_layer(arch, layer, io_bits_per_cycle=io, name=name)
         a, mp = m.accesses, m.mapping
-        chip_cycles, chip_pes, chip_glb, chip_dram = CHIP[name]
+        chip = EYERISS_ALEXNET_RESULTS[name]
+        ours, chips = data_megabytes(arch, a), chip_megabytes(name, layer)
         rows.append({
             "layer": name, "macs_M": layer.macs / 1e6,
-            "cycles_M": m.cycles / 1e6, "chip_cycles_M": chip_cycles * scale,
+            "cycles_M": m.cycles / 1e6, "chip_cycles_M": chip["cycles_M"] * scale,
             "pe_utilization": m.pe_utilization,
-            "chip_utilization": CHIP_MACS[name] * 1e6 / (168 * chip_cycles * 1e6),
-            "active_pes": mp.active_pes, "chip_active_pes": chip_pes,
-            "dram_MB": mb(a["dram_read_words"] + a["dram_write_words"], arch.dram_width),
-            "chip_dram_MB": chip_dram * scale,
+            "chip_utilization": chip["macs_M"] / (168 * chip["cycles_M"]),
+            "active_pes": mp.active_pes, "chip_active_pes": chip["active_pes"],
+            "dram_MB": ours["dram"], "chip_dram_MB": chips["dram"],
             "glb_MB": mb(a["glb_reads"] + a["glb_writes"], arch.glb_width),
-            "glb_with_filters_MB": mb(a["glb_reads"] + a["glb_writes"] + a["filter_buffer_reads"]
-                                      + a["filter_buffer_writes"], arch.glb_width),
-            "chip_glb_MB": chip_glb * scale,
+            "glb_with_filters_MB": ours["glb"],
+            "chip_glb_MB": chips["glb"],
             "energy": m.energy, "passes": mp.passes,
-            "mapping": {k: getattr(mp, k) for k in "nepqrtm"},
+            "mapping": {k: getattr(mp, k) for k in (*"nepqrtm", "order")},
             "chip_mapping": dict(EYERISS_ALEXNET_MAPPING[name]),
         })
     return rows
@@ -148,7 +145,9 @@ def versus_rtl(results_dirs):
         layers = network_layers("alexnet", batch)
         for run in data["layers"]:
             layer = layers[run["layer"]]
-            mp = choose_mapping(arch, layer, io_bits_per_cycle=io, **run["mapping"])
+            # runs recorded before the loop order was a choice ran in order "m"
+            mp = choose_mapping(arch, layer, io_bits_per_cycle=io,
+                                **({"order": "m"} | run["mapping"]))
             m = model_layer(arch, layer, mp, io_bits_per_cycle=io)
             a = m.accesses
             rows.append({

@@ -126,35 +126,56 @@ def _result(arch, models, costs, what, args):
 
 
 def _mapping_text(mp):
-    return " ".join(str(getattr(mp, k)) for k in "nepqrtm")
+    return " ".join(str(getattr(mp, k)) for k in (*"nepqrtm", "order"))
+
+
+def _megabytes(models):
+    """{"dram", "glb"[, "chip_dram", "chip_glb"]} summed over ``models``; the chip's only if
+    every layer has them (an AlexNet layer)."""
+    per = [m.megabytes() for m in models]
+    keys = [k for k in per[0] if all(k in p for p in per)]
+    return {k: sum(p[k] for p in per) for k in keys}
+
+
+def _mb_text(mb, kind):
+    """'9.35 (5.0)': the layer's MB of ``kind`` (dram, glb) and the chip's, if known."""
+    chip = mb.get(f"chip_{kind}")
+    return f"{mb[kind]:.2f}" + ("" if chip is None else f" ({chip:.1f})")
 
 
 def _table(arch, models):
     """Text lines of the human table."""
     from ..sim.model import ENERGY_LEVELS, network_totals
-    head = (f"{'layer':<10} {'n e p q r t m':<18} {'passes':>7} {'PEs':>4} {'cycles':>12} "
-            f"{'util':>6} {'DRAM beats':>11} {'GLB acc.':>11} {'energy':>10}  "
-            + " ".join(f"{lv:>5}" for lv in ENERGY_LEVELS))
+    head = (f"{'layer':<10} {'n e p q r t m order':<24} {'passes':>7} {'PEs':>4} {'cycles':>12} "
+            f"{'util':>6} {'DRAM beats':>11} {'GLB acc.':>11} {'DRAM MB':>13} {'GLB MB':>13} "
+            f"{'energy':>10}  " + " ".join(f"{lv:>5}" for lv in ENERGY_LEVELS))
     lines = [head, "-" * len(head)]
 
-    def row(name, mapping, passes, pes, cycles, util, acc, energy):
+    def row(name, mapping, passes, pes, cycles, util, acc, mb, energy):
         tot = energy["total"] or 1.0
-        return (f"{name:<10} {mapping:<18} {passes:>7} {pes:>4} {cycles:>12,} {util:>6.1%} "
+        return (f"{name:<10} {mapping:<24} {passes:>7} {pes:>4} {cycles:>12,} {util:>6.1%} "
                 f"{acc['dram_read_words'] + acc['dram_write_words']:>11,} "
-                f"{acc['glb_reads'] + acc['glb_writes']:>11,} {energy['total']:>10.3g}  "
+                f"{acc['glb_reads'] + acc['glb_writes']:>11,} {_mb_text(mb, 'dram'):>13} "
+                f"{_mb_text(mb, 'glb'):>13} {energy['total']:>10.3g}  "
                 + " ".join(f"{energy[lv] / tot:>5.0%}" for lv in ENERGY_LEVELS))
     for m in models:
         mp = m.mapping
         lines.append(row(m.name, _mapping_text(mp), mp.passes, mp.active_pes, m.cycles,
-                         m.pe_utilization, m.accesses, m.energy))
+                         m.pe_utilization, m.accesses, m.megabytes(), m.energy))
     if len(models) > 1:
         t = network_totals(models)
         lines.append("-" * len(head))
         lines.append(row("total", "", sum(m.mapping.passes for m in models), "", t["cycles"],
-                         t["pe_utilization"], t["accesses"], t["energy"]))
+                         t["pe_utilization"], t["accesses"], _megabytes(models), t["energy"]))
     lines.append("energy in relative units (one word_bits-bit MAC = 1); the level columns are "
                  "shares of the row's energy")
+    lines.append(_MB_NOTE)
     return lines
+
+
+_MB_NOTE = ("MB: 10^6 bytes moved (DRAM: beats in and out; GLB: words read and written, the "
+            "filter buffer's included); in brackets the Eyeriss chip's for AlexNet (JSSC 2017, "
+            "measured at batch 4, scaled to this batch)")
 
 
 def cmd_model(args):
@@ -266,24 +287,26 @@ def _markdown(arch, models, result, title, figures):
              f"{result['io_bits_per_cycle'] or 'unlimited'} bits/cycle. Energy in relative units "
              f"(one {result['costs']['word_bits']}-bit MAC = 1; costs: "
              + ", ".join(f"{k} {result['costs'][k]:g}" for k in ENERGY_LEVELS) + ").", "",
-             "| layer | n e p q r t m | passes | cycles | PE util. | DRAM words | GLB accesses "
-             "| energy | " + " | ".join(ENERGY_LEVELS) + " |",
-             "|---" * (8 + len(ENERGY_LEVELS)) + "|"]
+             "| layer | n e p q r t m order | passes | cycles | PE util. | DRAM words | "
+             "GLB accesses "
+             "| DRAM MB | GLB MB | energy | " + " | ".join(ENERGY_LEVELS) + " |",
+             "|---" * (10 + len(ENERGY_LEVELS)) + "|"]
 
-    def row(name, mapping, passes, cycles, util, acc, energy):
+    def row(name, mapping, passes, cycles, util, acc, mb, energy):
         return (f"| {name} | {mapping} | {passes} | {cycles:,} | {util:.1%} | "
                 f"{acc['dram_read_words'] + acc['dram_write_words']:,} | "
-                f"{acc['glb_reads'] + acc['glb_writes']:,} | {energy['total']:.4g} | "
+                f"{acc['glb_reads'] + acc['glb_writes']:,} | {_mb_text(mb, 'dram')} | "
+                f"{_mb_text(mb, 'glb')} | {energy['total']:.4g} | "
                 + " | ".join(f"{energy[lv]:.3g}" for lv in ENERGY_LEVELS) + " |")
     for m in models:
         lines.append(row(m.name, _mapping_text(m.mapping), m.mapping.passes, m.cycles,
-                         m.pe_utilization, m.accesses, m.energy))
+                         m.pe_utilization, m.accesses, m.megabytes(), m.energy))
     if len(models) > 1:
         lines.append(row("**total**", "", sum(m.mapping.passes for m in models),
                          result["cycles"], result["pe_utilization"], result["accesses"],
-                         result["energy"]))
+                         _megabytes(models), result["energy"]))
     lines += ["", "DRAM words are beats of dram_width bits in and out; GLB accesses are words "
-              "of the ifmap and psum spaces (the hardware counters).", ""]
+              "of the ifmap and psum spaces (the hardware counters). " + _MB_NOTE + ".", ""]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 

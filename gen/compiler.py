@@ -1,17 +1,14 @@
 """The layer compiler: a conv layer and its data -> the accelerator's input streams (commands and
 data beats), and the output beats back into an ofmap.
 
-The program follows the loop nest of :mod:`rowstat.gen.mapping`::
-
-    LAYER
-    for group, for m block:                  LOAD BIAS (the block's m entries)
-      for image block, for strip (a tile):
-        for channel block:                    (its ifmap strip is in the GLB: loaded in pieces
-                                               during the previous channel block's passes)
-          for sub-block:                      LOAD FILTER, [LOAD IDS + tag tables + chains],
-                                              [LOAD IFMAP: a piece of the next strip], PASS
-        (the tile's DRAINs, each issued after the next PASS)
-    COUNTERS
+The program follows the loop nest of :mod:`rowstat.gen.mapping`, its tiles in the mapping's
+order (:meth:`Mapping.tiles <rowstat.gen.mapping.Mapping.tiles>`): LAYER; per tile, a LOAD
+BIAS when the tile needs biases the table does not hold (``Mapping.bias_span`` entries at once),
+then per channel block and sub-block LOAD FILTER, [LOAD IDS + tag tables + chains], [LOAD
+IFMAP: a piece of the next strip], PASS, the tile's DRAINs each issued after the next PASS;
+COUNTERS. In order "strip" a strip's channel blocks stay in their buffers while the tiles
+cycle through the m blocks. A strip loads in pieces during the passes between the last use of
+its buffer's previous strip and its own first use.
 
 Data go into the GLB exactly in the order the streamers send them (rowstat.gen.program): the
 host pads (spatial padding, channels beyond C, filters beyond M: zeros) and interleaves the
@@ -421,18 +418,31 @@ def _compile(arch, layer, x, w, b, mapping, dry):
         counters["region"] += 1
         return base
 
-    # The loop nest as a list of channel-block instances, each one ifmap strip load and k
-    # passes; the next instance's ifmap loads in k pieces, one before each pass of the current
-    # one (after its filters), so the loads spread over the passes (two ifmap buffers) and no
-    # pass waits for them.
+    # The loop nest as a list of channel-block instances, each k passes on one ifmap strip
+    # (a "unit": one channel block's strip). Order "m" loads a unit for every instance; order
+    # "strip" once, when the first m block needs it. Unit u goes in buffer u mod B, in pieces
+    # before the passes between the last use of that buffer's previous unit and its own first
+    # use (each after its pass's filters), so the loads spread over the passes and, with a
+    # buffer to spare, no pass waits for them.
     instances = []
-    for g in range(G):
-        for mb in range(mp.m_blocks):
-            for ib in range(mp.image_blocks):
-                for s in range(mp.strips):
-                    regions = [region_base() for _ in range(k)]
-                    for cb in range(cbs):
-                        instances.append((g, mb, ib, s, cb, regions))
+    for g, mb, ib, s in mp.tiles():
+        regions = [region_base() for _ in range(k)]
+        for cb in range(cbs):
+            instances.append((g, mb, ib, s, cb, regions))
+    unit_of, units, uses = [], {}, []    # per instance its unit; unit key -> index; (first, last)
+    for j, (g, mb, ib, s, cb, _) in enumerate(instances):
+        key = (g, ib, s, cb) if mp.order == "strip" else j
+        if key not in units:
+            units[key] = len(uses)
+            uses.append([j, j])
+        unit_of.append(units[key])
+        uses[units[key]][1] = j
+    B = mp.ifmap_buffers
+    pieces = {}                         # pass index -> [(unit, passes left in its window)]
+    for u, (first, _) in enumerate(uses):
+        lo = (uses[u - B][1] + 1) * k if u >= B else 0
+        for P in range(lo, first * k):
+            pieces.setdefault(P, []).append((u, first * k - P))
 
     group_data = {}
 
@@ -456,18 +466,17 @@ def _compile(arch, layer, x, w, b, mapping, dry):
             tables[e_s] = _PlacementTables(arch, mp, pl, e_s)
         return e0, e_s, tables[e_s]
 
-    ifmaps = {}         # instance -> [base, words, chunks, last, word list, words loaded]
+    ifmaps = {}         # unit -> [base, words, chunks, last, word list, words loaded]
 
-    def prepare_ifmap(j):
-        g, mb, ib, s, cb, _ = instances[j]
+    def prepare_ifmap(u):
+        g, mb, ib, s, cb, _ = instances[uses[u][0]]
         e0, e_s, tb = table_of(s)
         if dry:
             words, chunks_i, last_i = _stream_size(len(tb.ifmap_rows), n * Wp * q, wpb_i, pw_i)
         else:
             words, chunks_i, last_i = _strip_words(data_of(g)[0], tb, ib, cb, e0)
         assert len(words) <= mp.ifmap_region
-        base = ifmap_base[j % mp.ifmap_buffers]
-        ifmaps[j] = [base, len(words), chunks_i, last_i, words, 0]
+        ifmaps[u] = [ifmap_base[u % B], len(words), chunks_i, last_i, words, 0]
 
     def _strip_words(xg, tb, ib, cb, e0):
         rc_t = np.array([rc for rc, _ in tb.ifmap_rows], dtype=np.int64)
@@ -478,9 +487,11 @@ def _compile(arch, layer, x, w, b, mapping, dry):
         streams = rows.transpose(1, 0, 3, 2).reshape(len(row_t), -1)
         return _stream_words(streams, wpb_i, pw_i, arch.act_width)
 
-    def load_ifmap(j, pieces_left):
-        """Load the next 1/pieces_left of instance j's ifmap words (all if 1)."""
-        item = ifmaps[j]
+    def load_ifmap(u, pieces_left):
+        """Load the next 1/pieces_left of unit u's ifmap words (all if 1)."""
+        if u not in ifmaps:
+            prepare_ifmap(u)
+        item = ifmaps[u]
         base, words, done = item[0], item[4], item[5]
         todo = len(words) - done
         count = todo if pieces_left <= 1 else ceil_div(todo, pieces_left)
@@ -488,24 +499,24 @@ def _compile(arch, layer, x, w, b, mapping, dry):
             em.load(Target.IFMAP, base + done, words[done:done + count], arch.dram_width)
             item[5] = done + count
 
-    bias_addr, bias_block = 0, None
-    prefetch = mp.ifmap_buffers >= 2
+    bias_base, bias_set = 0, None
+    span = mp.bias_span
+    per_set = span // m                 # m blocks whose biases load together
     for j, (g, mb, ib, s, cb, regions) in enumerate(instances):
         xg, wg, bg = data_of(g)
         e0, e_s, tb = table_of(s)
-        if j not in ifmaps:
-            prepare_ifmap(j)
-        load_ifmap(j, 1)                    # whatever the previous instance did not load
-        ibase, iwords, chunks_i, last_i = ifmaps[j][:4]
-        if j + 1 < len(instances) and prefetch:
-            prepare_ifmap(j + 1)
-        if (g, mb) != bias_block:
-            bias_block = (g, mb)
-            bias_addr = (counters["bias"] % mp.bias_buffers) * m
+        u = unit_of[j]
+        load_ifmap(u, 1)                    # whatever the passes before did not load
+        ibase, iwords, chunks_i, last_i = ifmaps[u][:4]
+        if (g, mb // per_set) != bias_set:
+            bias_set = (g, mb // per_set)
+            bias_base = (counters["bias"] % mp.bias_buffers) * span
             counters["bias"] += 1
-            em.load(Target.BIAS, bias_addr,
-                    _Sized(m) if dry else _unsigned(bg[mb * m:(mb + 1) * m], arch.psum_width),
+            lo = (mb // per_set) * span
+            em.load(Target.BIAS, bias_base,
+                    _Sized(span) if dry else _unsigned(bg[lo:lo + span], arch.psum_width),
                     arch.dram_width)
+        bias_addr = bias_base + (mb % per_set) * m
         for sb in range(k):
             if dry:
                 fwords, chunks_f, last_f = _stream_size(R * r * t, S * q * p, wpb_f, pw_f)
@@ -522,10 +533,10 @@ def _compile(arch, layer, x, w, b, mapping, dry):
             if loaded is not tb:
                 tb.load(em, arch)
                 loaded = tb
-            if j + 1 in ifmaps:
-                # a piece of the next strip: after this pass's filters, so the pass need not
-                # wait for it (it writes the other ifmap buffer)
-                load_ifmap(j + 1, k - sb)
+            for v, left in pieces.get(j * k + sb, ()):
+                # a piece of a later strip: after this pass's filters, so the pass need not
+                # wait for it (it writes another ifmap buffer)
+                load_ifmap(v, left)
             rbase = regions[sb]
             cont = cb > 0
             nwords = psum_chunks * tb.nchains
@@ -569,7 +580,8 @@ def _compile(arch, layer, x, w, b, mapping, dry):
                      ("config", 0, 1, False)]))
                 blocks.append(DrainBlock(g, mb, ib, s, sb, e0, e_s, psum_chunks, tb.nchains,
                                          psum_last, beats))
-        del ifmaps[j]
+        if j == uses[u][1]:
+            del ifmaps[u]
     for args, dfp in pending:
         em.emit(Op.DRAIN, args, dfp)
     em.emit(Op.COUNTERS, {"clear": 1}, wait=Wait.ALL)

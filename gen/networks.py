@@ -8,7 +8,7 @@ from .errors import RowstatError
 from .layer import LayerSpec
 
 __all__ = ["ALEXNET", "VGG16", "MOBILENET_PW", "NETWORKS", "network_layers",
-           "EYERISS_ALEXNET_MAPPING"]
+           "EYERISS_ALEXNET_MAPPING", "EYERISS_ALEXNET_RESULTS", "EYERISS_ALEXNET_BATCH"]
 
 #: AlexNet CONV1-5 (REFERENCE.md): H and W unpadded with the paper's padding, grouped as in
 #: the paper (CONV2, CONV4 and CONV5 in two groups).
@@ -73,4 +73,18 @@ EYERISS_ALEXNET_MAPPING = {
     "CONV3": dict(n=4, e=13, p=16, q=4, r=1, t=4, m=64),
     "CONV4": dict(n=4, e=13, p=16, q=3, r=2, t=2, m=64),
     "CONV5": dict(n=4, e=13, p=16, q=3, r=2, t=2, m=64),
+}
+
+#: The batch of the chip's measured AlexNet results.
+EYERISS_ALEXNET_BATCH = 4
+
+#: The Eyeriss chip's measured AlexNet results at batch 4 (REFERENCE.md, "Measured results":
+#: JSSC 2017, 200 MHz core, 60 MHz link), per layer: MACs (M), cycles at 200 MHz (M), active
+#: PEs, GLB accesses (MB) and DRAM accesses (MB). The one copy of these figures in the code.
+EYERISS_ALEXNET_RESULTS = {
+    "CONV1": dict(macs_M=422, cycles_M=4.18, active_pes=154, glb_MB=18.5, dram_MB=5.0),
+    "CONV2": dict(macs_M=896, cycles_M=8.38, active_pes=135, glb_MB=77.6, dram_MB=4.0),
+    "CONV3": dict(macs_M=598, cycles_M=4.72, active_pes=156, glb_MB=50.2, dram_MB=3.0),
+    "CONV4": dict(macs_M=449, cycles_M=3.68, active_pes=156, glb_MB=37.4, dram_MB=2.1),
+    "CONV5": dict(macs_M=299, cycles_M=2.10, active_pes=156, glb_MB=24.9, dram_MB=1.3),
 }

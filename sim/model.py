@@ -4,19 +4,17 @@ energy are closed forms; cycles replay the compiler's command plan on the timing
 (:mod:`rowstat.sim.timing`).
 
 The counts follow what the compiler (:mod:`rowstat.gen.compiler`) emits and what the hardware
-does with it, loop by loop (the loop nest of :mod:`rowstat.gen.mapping`)::
-
-    for group, for m block:              bias load (m entries)
-      for image block, for strip:        (a tile; its placement tables load when they change)
-        for channel block:               ifmap strip load
-          for sub-block:                 filter load, PASS
-          (last channel block: one DRAIN per sub-block)
+does with it, loop by loop (the loop nest of :mod:`rowstat.gen.mapping`, in either order of its
+tiles: how often a strip and the placement tables load comes from
+:func:`rowstat.gen.mapping.strip_loads` and :func:`~rowstat.gen.mapping.strip_runs`, which
+the mapper's estimate uses too).
 
 Accesses (:func:`layer_accesses`), named like the hardware counters where they exist; the
 tests check them against :mod:`rowstat.sim.program_model` (and the RTL counters):
 
 * ``dram_read_words`` / ``dram_write_words``: beats of ``dram_width`` bits in and out (the
-  ``words_in`` / ``words_out`` counters): ifmap strips (reloaded for every m block), filters
+  ``words_in`` / ``words_out`` counters): ifmap strips (reloaded for every m block unless the
+  loop order keeps them in the GLB), filters
   (every pass), biases, placement tables; ofmap blocks with their header beats (the counter
   dump itself is not counted, as in the hardware). Broken down as ``dram_{ifmap,filter,bias,
   config,ofmap}_words``.
@@ -58,11 +56,14 @@ import numpy as np
 from ..gen.compiler import DataError, plan_layer
 from ..gen.config import PRESETS
 from ..gen.errors import ConfigError
-from ..gen.mapping import _rows_in_view, config_beats, map_layer
+from ..gen.mapping import (ORDERS, _rows_in_view, config_beats, map_layer, strip_loads,
+                           strip_runs)
+from ..gen.networks import ALEXNET, EYERISS_ALEXNET_BATCH, EYERISS_ALEXNET_RESULTS
 from ..gen.placement import _segments, ceil_div
 from .timing import program_cycles
 
-__all__ = ["LayerModel", "choose_mapping", "model_layer", "model_network", "network_totals", "layer_accesses",
+__all__ = ["LayerModel", "choose_mapping", "data_megabytes", "chip_megabytes", "model_layer",
+           "model_network", "network_totals", "layer_accesses",
            "layer_energy", "cycles_of", "DEFAULT_COSTS", "ENERGY_LEVELS", "CostError",
            "load_costs", "check_costs"]
 
@@ -144,8 +145,8 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
     """Access counts of ``layer`` run with ``mapping`` (see the module docstring for the names).
 
     Only the mapping's counts are used (n, e, p, q, r, t, m, strips, e_last, channel_blocks,
-    sub_blocks, m_blocks, image_blocks, groups), not its placement, so the mapper can call this
-    for each candidate. ``ifmap`` (N, C, H, W), if given, makes ``macs`` exact and adds
+    sub_blocks, m_blocks, image_blocks, groups, order), not its placement, so the mapper can call
+    this for each candidate. ``ifmap`` (N, C, H, W), if given, makes ``macs`` exact and adds
     ``macs_skipped_zero`` (zero gating looks at the ifmap only; ``weights`` is accepted for
     symmetry and not needed).
     """
@@ -185,6 +186,8 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
     def config_words(e_s):
         return config_beats(arch, R, r, t, e_s, _rows_in_view(_segments(e_s, arch.cols)[0], R, U))
 
+    order = ORDERS.index(mp.order)
+    loads = strip_loads(order, G, nmb, nimg, cbs)     # per strip position
     active_all = 0
     for e_s, count in _strip_shapes(mp):
         ntags_i = ifmap_tags(e_s)
@@ -193,8 +196,8 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
         active = R * e_s * r * t
         active_all += count * active
         inst = blocks * count                          # tiles of this strip shape
-        acc["dram_ifmap_words"] += inst * cbs * iw
-        acc["glb_ifmap_writes"] += inst * cbs * iw
+        acc["dram_ifmap_words"] += count * loads * iw
+        acc["glb_ifmap_writes"] += count * loads * iw
         acc["glb_ifmap_reads"] += inst * tiles_pass * iw
         acc["gin_ifmap_beats"] += inst * tiles_pass * ntags_i * chunks_i
         # psums: every pass writes its chains; the passes of later channel blocks read them
@@ -213,12 +216,12 @@ def layer_accesses(arch, layer, mapping, *, ifmap=None, weights=None):
         acc["noc_psum_local_words"] += inst * tiles_pass * (active - nchains) * row_psums
 
     # Placement tables (ID chain, tag tables, chain table) load when the placement changes:
-    # once, or twice per (group, m block, image block) when a narrower last strip follows
-    # full ones.
+    # once, or twice per run through the strips when a narrower last strip follows full ones.
     if mp.e_last == mp.e or mp.strips == 1:
         acc["dram_config_words"] = config_words(mp.e_last)
     else:
-        acc["dram_config_words"] = blocks * (config_words(mp.e) + config_words(mp.e_last))
+        acc["dram_config_words"] = (strip_runs(order, G, nmb, nimg)
+                                    * (config_words(mp.e) + config_words(mp.e_last)))
     passes = G * nmb * nimg * mp.strips * cbs * k
     acc["dram_filter_words"] = passes * fw
     acc["dram_bias_words"] = G * nmb * m
@@ -271,6 +274,29 @@ _ACCESS_ORDER = (
     "spad_filter_reads", "spad_filter_writes", "spad_ifmap_reads", "spad_ifmap_writes",
     "spad_psum_reads", "spad_psum_writes",
 )
+
+
+# --- bytes, beside the chip's -------------------------------------------------------------------
+
+def data_megabytes(arch, accesses):
+    """{"dram": MB, "glb": MB} (10^6 bytes) that ``accesses`` (:func:`layer_accesses`) move:
+    DRAM beats of ``dram_width`` bits in and out; GLB words of ``glb_width`` bits read and
+    written, the filter buffer's included (it is part of the GLB, as on the chip)."""
+    dram = accesses["dram_read_words"] + accesses["dram_write_words"]
+    glb = (accesses["glb_reads"] + accesses["glb_writes"] + accesses["filter_buffer_reads"]
+           + accesses["filter_buffer_writes"])
+    return {"dram": dram * arch.dram_width / 8e6, "glb": glb * arch.glb_width / 8e6}
+
+
+def chip_megabytes(name, layer):
+    """{"dram": MB, "glb": MB} the Eyeriss chip moves for AlexNet layer ``name``
+    (:data:`rowstat.gen.networks.EYERISS_ALEXNET_RESULTS`, measured at batch 4), scaled to
+    ``layer``'s batch; None if ``layer`` is not that AlexNet layer."""
+    shape = ALEXNET.get(name)
+    if shape is None or any(getattr(layer, k) != v for k, v in shape.items()):
+        return None
+    chip, scale = EYERISS_ALEXNET_RESULTS[name], layer.N / EYERISS_ALEXNET_BATCH
+    return {"dram": chip["dram_MB"] * scale, "glb": chip["glb_MB"] * scale}
 
 
 # --- energy -------------------------------------------------------------------------------------
@@ -402,13 +428,23 @@ class LayerModel:
     energy_by_type: dict = field(default_factory=dict)
     name: str = ""
 
+    def megabytes(self):
+        """{"dram": MB, "glb": MB} the layer moves (:func:`data_megabytes`), and the chip's
+        for an AlexNet layer ({"chip_dram": MB, "chip_glb": MB}, :func:`chip_megabytes`)."""
+        out = data_megabytes(self.mapping.arch, self.accesses)
+        chip = chip_megabytes(self.name, self.layer)
+        if chip:
+            out.update(chip_dram=chip["dram"], chip_glb=chip["glb"])
+        return out
+
     def to_dict(self):
         mp = self.mapping
         return {
             "name": self.name,
             "layer": self.layer.to_dict(),
             "mapping": {k: getattr(mp, k) for k in "nepqrtm"} | {
-                "passes": mp.passes, "active_pes": mp.active_pes},
+                "order": mp.order, "passes": mp.passes, "active_pes": mp.active_pes},
+            "megabytes": self.megabytes(),
             "cycles": self.cycles,
             "pe_utilization": self.pe_utilization,
             "macs": self.layer.macs,

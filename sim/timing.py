@@ -151,7 +151,9 @@ def program_cycles(arch, steps, *, io_bits_per_cycle=None):
         finish = None
         if op == Op.LOAD:
             if throttled:
-                link_free = load_end(max(start + _START, link_free), args["count"])
+                # the link's rate is a budget that accrues while the loader starts (up to a
+                # few beats, as the bench's link): a load that follows another loses no cycle
+                link_free = load_end(max(start, link_free), args["count"])
                 finish = int(math.ceil(link_free))
                 last_load = len(end)
             else:

@@ -356,3 +356,19 @@ def test_rtl_counters_equal_the_model():
         names = ("dram_read_words", "dram_write_words", "glb_reads", "glb_writes", "passes",
                  "macs", "macs_skipped_zero")
         assert {k: acc[k] for k in names} == {k: stats[k] for k in names}
+
+
+def test_megabytes_and_the_chips():
+    """Bytes from the access counts (hand numbers) and the chip's figures for AlexNet layers
+    only, scaled from its batch of 4."""
+    from rowstat.sim.model import chip_megabytes, data_megabytes
+    acc = {"dram_read_words": 1000, "dram_write_words": 500, "glb_reads": 300,
+           "glb_writes": 100, "filter_buffer_reads": 50, "filter_buffer_writes": 50}
+    mb = data_megabytes(EYERISS, acc)                  # 128-bit beats and GLB words
+    assert mb == {"dram": 1500 * 16 / 1e6, "glb": 500 * 16 / 1e6}
+    layers = network_layers("alexnet", 4)
+    assert chip_megabytes("CONV1", layers["CONV1"]) == {"dram": 5.0, "glb": 18.5}
+    assert chip_megabytes("CONV5", network_layers("alexnet", 1)["CONV5"]) == {
+        "dram": 1.3 / 4, "glb": 24.9 / 4}
+    assert chip_megabytes("CONV2", layers["CONV1"]) is None       # the name's shape differs
+    assert chip_megabytes("CONV1_1", network_layers("vgg16", 4)["CONV1_1"]) is None

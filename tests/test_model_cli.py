@@ -105,3 +105,24 @@ def test_no_traceback_in_a_fresh_process():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith("rowstat: error: bad value for --network")
+
+
+def test_megabytes_beside_the_chip(capsys, layer_file):
+    """The table gives DRAM and GLB MB per layer and, for AlexNet, the chip's in brackets:
+    the chip's batch-4 figures scaled to the batch (batch 2: half of 5.0 MB for CONV1)."""
+    assert main(["model", "--network", "alexnet", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("CONV")}
+    assert "(2.5)" in rows["CONV1"] and "(9.2)" in rows["CONV1"]     # DRAM 5.0/2, GLB 18.5/2
+    assert "(0.7)" in rows["CONV5"] and "(12.4)" in rows["CONV5"]    # 1.3/2 (0.65), 24.9/2
+    assert main(["model", "--network", "alexnet", "--batch", "2", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    conv1 = layers[0]
+    mb = conv1["megabytes"]
+    acc = conv1["accesses"]
+    assert mb["dram"] == pytest.approx(
+        (acc["dram_read_words"] + acc["dram_write_words"]) * 128 / 8 / 1e6)
+    assert mb["chip_dram"] == pytest.approx(2.5) and mb["chip_glb"] == pytest.approx(9.25)
+    # a layer that is not AlexNet's has no chip figures
+    assert main(["model", "--preset", "tiny", "--layer", str(layer_file), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["megabytes"]) == {"dram", "glb"}

@@ -17,6 +17,7 @@ from rowstat.gen.errors import RowstatError
 from rowstat.gen.layer import LayerSpec
 from rowstat.gen.mapping import map_layer
 from rowstat.sim.model import choose_mapping, model_layer
+from rowstat.sim.golden import golden_layer
 from rowstat.sim.run import CHECKED
 
 TINY = PRESETS["tiny"]
@@ -45,13 +46,17 @@ def wide_pass_shortfall(arch, layer, mp):
     return mp.passes * (mp.p + (-(-mp.q * layer.S // wpb) - 1) * wpb)
 
 
-def check_run(arch, layer, io, seed):
-    """Run ``layer`` on the RTL with the default mapping and check the stats' model entry
-    against the counters and a model computed here for the mapping the mapper picks."""
+def check_run(arch, layer, io, seed, mapping=None):
+    """Run ``layer`` on the RTL with ``mapping`` (default: the mapper's) and check the stats'
+    model entry against the counters and a model computed here for that mapping; the ofmap
+    bit for bit against the golden model."""
     x, w, b = data(layer, seed)
-    _, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=io, progress=False)
-    mp = choose_mapping(arch, layer, io_bits_per_cycle=io)
-    assert {k: stats["mapping"][k] for k in "nepqrtm"} == {k: getattr(mp, k) for k in "nepqrtm"}
+    out, stats = run_layer(arch, layer, x, w, b, io_bits_per_cycle=io, progress=False,
+                           mapping=mapping)
+    np.testing.assert_array_equal(out, golden_layer(arch, layer, x, w, b))
+    mp = mapping or choose_mapping(arch, layer, io_bits_per_cycle=io)
+    assert {k: stats["mapping"][k] for k in ("order", *"nepqrtm")} == \
+        {k: getattr(mp, k) for k in ("order", *"nepqrtm")}
     model = model_layer(arch, layer, mp, io_bits_per_cycle=io, ifmap=x)
     for key in COUNTS:
         assert model.accesses[key] == stats[key], (key, layer, io)
@@ -155,6 +160,27 @@ HAND = {
 @pytest.mark.parametrize("name, arch, io", [("tiny", TINY, 2.4), ("wide_small", WIDE_SMALL, 8.0)])
 def test_hand_picked_layers(kind, name, arch, io):
     check_run(arch, LayerSpec(**HAND[kind]), io, seed=len(kind))
+
+
+def test_strip_order_on_the_rtl():
+    """Loop order "strip" (a strip's channel blocks stay in the GLB across the m blocks) on the
+    RTL: a CONV1-like layer (3 channel blocks, 6 m blocks, stride 2) over a throttled link and a
+    seeded random layer, bit-exact, the model's counts equal to the counters."""
+    layer = LayerSpec(N=2, C=3, H=25, W=25, M=12, R=3, S=3, stride=2, shift=4, relu=True)
+    mp = map_layer(TINY, layer, order="strip", q=1, r=1, p=2, t=1, m=2)
+    assert (mp.channel_blocks, mp.m_blocks) == (3, 6)
+    stats, model = check_run(TINY, layer, 3.0, seed=7, mapping=mp)
+    assert stats["dram_read_words"] == mp.estimate["dram_in_beats"]
+    rng = random.Random("model-vs-rtl-strip-order")
+    while True:
+        layer = random_layer(rng, TINY)
+        try:
+            mp = map_layer(TINY, layer, order="strip", p=1, t=1, m=1)
+        except RowstatError:
+            continue
+        if mp.m_blocks > 1 and mp.channel_blocks > 1:
+            break
+    check_run(TINY, layer, None, seed=3, mapping=mp)
 
 
 @pytest.mark.slow
