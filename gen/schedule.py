@@ -18,8 +18,8 @@ paced by the slowest of:
 The last column's ``p`` psums are finished one per cycle during its last ``p`` steps and
 leave as they are finished, so after its last step only a fixed latency remains (the last
 psum climbing its chain and crossing the GON), plus the GON beats of that column beyond the
-``p`` cycles it had for them when many chains share it. The fixed latencies are fitted to RTL
-traces (``benchmarks/pass_timing.py``); the
+``p`` cycles it had for them when many chains share the GON, unless the array makes beats
+faster than the GON carries them (then the GON's own bound holds). The fixed latencies are fitted to RTL traces (``benchmarks/pass_timing.py``); the
 tests check whole layers against the RTL (``tests/test_timing.py``,
 ``tests/test_model_vs_rtl.py``).
 
@@ -63,9 +63,14 @@ def pass_cycles(*, p, q, S, F, rows, wpb_ifmap, wpb_psum, filter_chunks, filter_
     # the last ifmap beat (then the p steps that use its last word); the last input psum beat
     stream_end = np.maximum(ifmap_chunks * ifmap_ntags + p, psum_chunks * psum_ntags)
     # after the last column's last step: its psums have been leaving one per cycle during its
-    # last p steps; the GON's beats for them beyond those p cycles, then the fixed latency
-    last_beats = nchains * _cdiv(p, wpb_psum)
-    by_macs = np.maximum(mac_end, stream_end) + np.maximum(last_beats - p, 0) + TAIL_LATENCY
-    by_gon = first + nchains * _cdiv(rows * F * p, wpb_psum) + GON_LATENCY
+    # last p steps, so a fixed latency remains, plus the GON beats of that column beyond those
+    # p cycles (many chains at once). When the array makes beats faster than the GON carries
+    # them, its queue never empties, the PEs drift apart behind it and there is no last burst:
+    # the GON's bound (by_gon) holds.
+    gon_beats = nchains * _cdiv(rows * F * p, wpb_psum)
+    burst = np.where(gon_beats > F * rows * pqs, 0,
+                     np.maximum(nchains * _cdiv(p, wpb_psum) - p, 0))
+    by_macs = np.maximum(mac_end, stream_end) + burst + TAIL_LATENCY
+    by_gon = first + gon_beats + GON_LATENCY
     out = np.maximum(by_macs, by_gon)
     return int(out) if np.ndim(out) == 0 else out
