@@ -112,6 +112,22 @@ def build_plan(board_name, arch, freq=None, baud=DEFAULT_BAUD, fifo_depth=512):
     # 4 x 4-bit MACs and the streamers' 9 x 5-bit ones took LUTs (about 40 each) while most
     # of the UP5K's DSPs sat idle. Map every multiply of two operands of 4 bits or more to a
     # DSP first (8 of 8 on the ice40 preset); narrower ones are left to synth_ice40.
+    if board.family == "ecp5":
+        # An ECP5 LUT RAM (DPR16X4, 16 x 4 bits) takes the LUTs of three slices, so memories
+        # left to synth_ecp5's choice filled the LUTs first: an 8 x 8 `ecp5` array needed
+        # 98k of the 85F's 84k LUT positions, a third of them LUT RAM, with 36% of the
+        # flip-flops and half the block RAMs used (docs/results/boards/). So memories with a
+        # clocked read port and more than 16 words (the PEs' 23-word output FIFOs) take a
+        # block RAM, and two-word memories (the sites' GIN FIFOs, 65 and 66 bits wide: 17
+        # DPR16X4 each) take flip-flops and a read mux. synth_ecp5 stops before mapping
+        # memories, the memories are marked, and it goes on from there.
+        synth_opts = "-run :map_ram"
+        script_after_synth = "\n".join([
+            "setattr -set ram_style \"block\" t:$mem_v2 r:RD_CLK_ENABLE=1'1 %i r:SIZE>16 %i",
+            "setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<=2 %i",
+            "synth_ecp5 -top top -run map_ram:",
+            script_after_synth,
+        ])
     script_after_read = "\n".join([
         "wreduce t:$mul",
         "techmap -map +/mul2dsp.v -map +/ice40/dsp_map.v -D DSP_A_MAXWIDTH=16 "

@@ -274,7 +274,8 @@ PRESETS = {
     # widths and spads, the chip's 64-bit GLB banks and psum path, on the largest array the
     # open flow routes (README "Boards"): 3 x 4 PEs with an 8-bank (32 KiB) GLB route at about
     # 47 MHz; 4 x 4 and 5 x 5, and any array with the 25-bank GLB, did not finish routing.
-    # The part would hold more: about a quarter of its LUTs and 40% of its block RAMs are used.
+    # 6 x 6 places at 60% of the LUTs but did not route either, and 8 x 8 needs 95% of them
+    # (docs/results/boards/).
     "ecp5": ArchConfig(
         rows=3, cols=4, act_width=16, weight_width=16, psum_width=32,
         filter_spad_depth=224, ifmap_spad_depth=12, psum_spad_depth=24,

@@ -61,6 +61,14 @@ def test_build_plan_of_every_board(name):
         assert tools == ["yosys", "nextpnr-ice40", "icepack"]
         assert "-dsp" in files["top.ys"]
     else:
+        # ECP5: synthesis stops before the memories are mapped, they are marked (clocked
+        # reads of more than 16 words to block RAM, two-word ones to flip-flops), and it goes
+        # on; the stat comes after the second half.
+        ys = files["top.ys"]
+        first, mark, rest = ys.index("-run :map_ram"), ys.index("ram_style"), \
+            ys.index("-run map_ram:")
+        assert first < mark < rest < ys.index("stat -json")
+        assert 'ram_style "block"' in ys and 'ram_style "logic"' in ys
         assert tools == ["yosys", "nextpnr-ecp5", "ecppack"]   # no dfu-suffix
     pnr = dict(plan_commands(plan))[tools[1]]
     assert ("--up5k" in pnr) if board.family == "ice40" else ("--85k" in pnr and
