@@ -116,10 +116,10 @@ def build_plan(board_name, arch, freq=None, baud=DEFAULT_BAUD, fifo_depth=512):
         # An ECP5 LUT RAM (DPR16X4, 16 x 4 bits) takes the LUTs of three slices, so memories
         # left to synth_ecp5's choice filled the LUTs first: an 8 x 8 `ecp5` array needed
         # 98k of the 85F's 84k LUT positions, a third of them LUT RAM, with 36% of the
-        # flip-flops and half the block RAMs used (docs/results/boards/). So memories with a
-        # clocked read port and more than 16 words (the PEs' 23-word output FIFOs) take a
-        # block RAM, and two-word memories (the sites' GIN FIFOs, 65 and 66 bits wide: 17
-        # DPR16X4 each) take flip-flops and a read mux. synth_ecp5 stops before mapping
+        # flip-flops and half the block RAMs used (docs/results/boards/, measured on a PE
+        # whose psum FIFO read was registered). So memories with a clocked read port and more
+        # than 16 words take a block RAM, and two-word memories (the sites' GIN FIFOs, 65 and
+        # 66 bits wide: 17 DPR16X4 each) take flip-flops and a read mux. synth_ecp5 stops before mapping
         # memories, the memories are marked, and it goes on from there.
         synth_opts = "-run :map_ram"
         script_after_synth = "\n".join([
