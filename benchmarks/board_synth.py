@@ -1,6 +1,6 @@
 """The yosys stage of the ulx3s-85f build of the `ecp5` preset at rows x cols, alone.
 
-Usage: python ab_synth.py ROWS COLS new|old [DIR]
+Usage: python benchmarks/board_synth.py ROWS COLS new|old [DIR]
 
 ``new`` runs the build's own script (memories marked, see fpga/build.py); ``old`` replaces its
 marking steps with the plain ``synth_ecp5 -top top`` the build used before. Prints yosys' time
