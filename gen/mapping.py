@@ -47,6 +47,7 @@ The search is exhaustive over the legal parameter space (vectorized with NumPy) 
 candidates by an estimate of cycles (:meth:`Mapping.estimate`), DRAM beats breaking ties.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -688,10 +689,9 @@ def map_layer(arch, layer, objective="cycles", *, io_bits_per_cycle=None, rank=N
         if ranked and "order" not in forced and built[-1].m_blocks > 1:
             # the ranking sees both loop orders (the estimate's io term alone picked this one)
             other = ORDERS[1 - ORDERS.index(params["order"])]
-            try:
+            # skipped where the group's biases do not fit the table at once
+            with contextlib.suppress(MappingError):
                 built.append(_build(c, params | {"order": other}, forced))
-            except MappingError:        # the group's biases do not fit the table at once
-                pass
         if found == want:
             break
     if not built:
